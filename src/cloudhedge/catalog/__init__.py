@@ -1,0 +1,1 @@
+"""Accelerators, providers, regions and prices: built-in data plus importers."""

@@ -1,0 +1,1 @@
+"""The optimizer: build (sparse, vectorised) -> solve (HiGHS) -> decode -> explain."""

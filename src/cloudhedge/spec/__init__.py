@@ -1,0 +1,1 @@
+"""Fleet spec loading and validation: YAML -> core models, with positions for errors."""

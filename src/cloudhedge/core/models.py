@@ -236,6 +236,8 @@ class Fleet:
     inference: tuple[InferenceService, ...]
     relative_speed: dict[str, float]  # accelerator -> training speed vs reference (h100 = 1)
     reference_accelerator: str = "h100"
+    training_penalty_usd_per_chip_hour: float = 100.0  # x chip-hours x priority, unscheduled
+    batch_penalty_usd_per_chip_hour: float = 30.0  # x priority, per unmet chip-hour
     notes: tuple[str, ...] = ()  # assumptions worth printing (e.g. assumed prices)
 
     def copy(self, **changes: object) -> Self:

@@ -1,0 +1,142 @@
+"""Hand a :class:`~cloudhedge.planning.build.Model` to HiGHS in one call and read back.
+
+``solve`` runs the MIP (or the LP when ``relax=True`` or the model has no integer
+columns). ``fixed_lp_duals`` fixes the integer columns at a solution and solves
+the LP to read row duals (shadow prices). Nothing here knows what a pool is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import numpy.typing as npt
+
+from cloudhedge.core.errors import PlanningError
+from cloudhedge.planning.build import Model
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    time_limit_s: float | None = None
+    gap: float = 0.005  # relative MIP gap
+    threads: int | None = None
+    verbose: bool = False
+
+
+@dataclass
+class Solution:
+    status: str  # optimal | feasible | infeasible | unbounded | error | time_limit_no_solution
+    x: FloatArray
+    objective: float | None  # includes the model offset
+    mip_bound: float | None
+    gap: float | None
+    solve_seconds: float
+    row_dual: FloatArray | None = None
+
+    @property
+    def has_solution(self) -> bool:
+        return self.status in ("optimal", "feasible")
+
+
+def _highs(options: SolveOptions) -> highspy.Highs:
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", options.verbose)
+    h.setOptionValue("log_to_console", options.verbose)
+    h.setOptionValue("mip_rel_gap", float(options.gap))
+    if options.time_limit_s is not None:
+        h.setOptionValue("time_limit", float(options.time_limit_s))
+    if options.threads is not None:
+        h.setOptionValue("threads", int(options.threads))
+    h.setOptionValue("random_seed", 0)
+    return h
+
+
+def _pass(h: highspy.Highs, model: Model, cost: FloatArray, *, integer: bool,
+          col_lo: FloatArray | None = None, col_hi: FloatArray | None = None) -> None:
+    lp = highspy.HighsLp()
+    n = model.A.shape[1]
+    lp.num_col_ = n
+    lp.num_row_ = model.A.shape[0]
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    lp.col_lower_ = model.col_lo if col_lo is None else col_lo
+    lp.col_upper_ = model.col_hi if col_hi is None else col_hi
+    lp.row_lower_ = model.row_lo
+    lp.row_upper_ = model.row_hi
+    lp.offset_ = model.offset
+    A = model.A
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(np.float64)
+    if integer and model.integer.any():
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
+            for f in model.integer
+        ]
+    status = h.passModel(lp)
+    if status == highspy.HighsStatus.kError:
+        raise PlanningError("HiGHS rejected the model (invalid bounds or matrix)")
+
+
+def solve(model: Model, options: SolveOptions, *, relax: bool = False,
+          cost: FloatArray | None = None) -> Solution:
+    """Solve the model (as a MIP unless ``relax``); ``cost`` overrides the objective."""
+    h = _highs(options)
+    _pass(h, model, model.objective if cost is None else cost, integer=not relax)
+    t0 = time.perf_counter()
+    h.run()
+    seconds = time.perf_counter() - t0
+    return _read(h, model, seconds, mip=not relax and bool(model.integer.any()))
+
+
+def fixed_lp(model: Model, x: FloatArray, options: SolveOptions) -> Solution:
+    """Fix integer columns at ``x`` and solve the LP: gives row duals for explanations."""
+    lo, hi = model.col_lo.copy(), model.col_hi.copy()
+    ints = model.integer
+    lo[ints] = np.round(x[ints])
+    hi[ints] = np.round(x[ints])
+    h = _highs(SolveOptions(time_limit_s=options.time_limit_s, threads=options.threads))
+    _pass(h, model, model.objective, integer=False, col_lo=lo, col_hi=hi)
+    t0 = time.perf_counter()
+    h.run()
+    return _read(h, model, time.perf_counter() - t0, mip=False)
+
+
+def _read(h: highspy.Highs, model: Model, seconds: float, *, mip: bool) -> Solution:
+    ms = h.getModelStatus()
+    info = h.getInfo()
+    S = highspy.HighsModelStatus
+    n = model.A.shape[1]
+    has_primal = info.primal_solution_status == highspy.SolutionStatus.kSolutionStatusFeasible
+    if ms == S.kOptimal:
+        status = "optimal"
+    elif ms in (S.kInfeasible,):
+        status = "infeasible"
+    elif ms in (S.kUnbounded, S.kUnboundedOrInfeasible):
+        status = "infeasible" if ms == S.kUnboundedOrInfeasible else "unbounded"
+    elif has_primal:
+        status = "feasible"  # stopped on a limit with an incumbent
+    elif ms in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit, S.kInterrupt):
+        status = "time_limit_no_solution"
+    else:
+        status = "error"
+        log.warning("HiGHS ended with %s", h.modelStatusToString(ms))
+    if status in ("optimal", "feasible"):
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value, dtype=np.float64)
+        obj = float(info.objective_function_value)
+        dual = None if mip else np.asarray(sol.row_dual, dtype=np.float64)
+        bound = float(info.mip_dual_bound) if mip else obj
+        gap: float | None = float(info.mip_gap) if mip else 0.0
+        if gap is not None and not np.isfinite(gap):
+            gap = None
+        return Solution(status, x, obj, bound, gap, seconds, dual)
+    return Solution(status, np.zeros(n), None, None, None, seconds)

@@ -1,0 +1,138 @@
+"""Load a fleet spec: YAML text -> :class:`FleetSpec` plus a :class:`SourceMap`.
+
+The YAML is parsed with ruamel.yaml's round-trip loader, which keeps the line and
+column of every mapping key and sequence item. The parsed tree is turned into plain
+Python data (dicts, lists, scalars) while the positions are recorded by path, then
+validated with pydantic. Every failure raises :class:`SpecError` with located
+issues:
+
+- YAML syntax errors and duplicate keys, at the mark ruamel reports;
+- every pydantic error, translated by :mod:`cloudhedge.spec.errors` into the YAML's
+  path and plain words.
+
+Cross references (names, periods, prices) are checked later, by
+:func:`cloudhedge.spec.resolve.resolve`, using the same :class:`SourceMap`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+
+from cloudhedge.core.errors import SpecError, SpecIssue
+from cloudhedge.spec.errors import translate_validation_error
+from cloudhedge.spec.schema import FleetSpec
+from cloudhedge.spec.source import PathKey, Position, SourceMap
+
+__all__ = ["load_spec", "load_spec_text", "parse_yaml"]
+
+
+def load_spec(path: Path) -> tuple[FleetSpec, SourceMap]:
+    """Read, parse and validate the fleet spec at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(
+            [SpecIssue(str(path), 0, 0, "", f"cannot read the file: {reason}")]
+        ) from exc
+    return load_spec_text(text, str(path))
+
+
+def load_spec_text(text: str, filename: str) -> tuple[FleetSpec, SourceMap]:
+    """Parse and validate fleet spec ``text``; ``filename`` is used in issues."""
+    data, source = parse_yaml(text, filename)
+    if data is None:
+        raise SpecError([SpecIssue(filename, 1, 1, "", "the file is empty: expected a fleet spec")])
+    try:
+        spec = FleetSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(translate_validation_error(exc, data, source)) from exc
+    return spec, source
+
+
+def parse_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
+    """YAML ``text`` -> (plain Python data, positions of its nodes)."""
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(text)
+    except MarkedYAMLError as exc:
+        raise SpecError([_yaml_issue(exc, filename)]) from exc
+    root = (tree.lc.line + 1, tree.lc.col + 1) if isinstance(tree, CommentedMap) else (1, 1)
+    nodes: dict[PathKey, Position] = {(): root}
+    keys: dict[PathKey, Position] = {}
+    data = _plain(tree, (), nodes, keys)
+    return data, SourceMap(filename, nodes, keys)
+
+
+def _plain(
+    node: Any,
+    path: PathKey,
+    nodes: dict[PathKey, Position],
+    keys: dict[PathKey, Position],
+) -> Any:
+    """Copy a ruamel tree into plain data, recording each node's position by path."""
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            child = (*path, str(key))
+            where = node.lc.data.get(key) if hasattr(node.lc, "data") else None
+            if where is not None:
+                keys[child] = (where[0] + 1, where[1] + 1)
+                # A null value has no node of its own: point at its key.
+                at = (where[0], where[1]) if value is None else (where[2], where[3])
+                nodes[child] = (at[0] + 1, at[1] + 1)
+            out[_scalar(key)] = _plain(value, child, nodes, keys)
+        return out
+    if isinstance(node, CommentedSeq):
+        items: list[Any] = []
+        for index, value in enumerate(node):
+            child = (*path, index)
+            where = node.lc.data.get(index) if hasattr(node.lc, "data") else None
+            if where is not None:
+                nodes[child] = (where[0] + 1, where[1] + 1)
+            items.append(_plain(value, child, nodes, keys))
+        return items
+    return _scalar(node)
+
+
+def _scalar(value: Any) -> Any:
+    """ruamel's scalar subclasses (ScalarFloat, ScalarInt, ...) -> builtin types."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+_DUPLICATE = re.compile(r'found duplicate key "(?P<key>.*?)"')
+
+
+def _yaml_issue(exc: MarkedYAMLError, filename: str) -> SpecIssue:
+    """A ruamel error -> an issue at its problem mark (its context mark otherwise)."""
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    problem = str(exc.problem or exc.context or "invalid YAML")
+    if isinstance(exc, DuplicateKeyError):
+        match = _DUPLICATE.search(problem)
+        key = match.group("key") if match else "?"
+        where = ""
+        if exc.context_mark is not None:
+            where = f" starting at line {exc.context_mark.line + 1}"
+        message = f"duplicate key '{key}': a key may appear only once in a mapping{where}"
+        return SpecIssue(filename, line, column, "", message)
+    message = f"YAML syntax error: {problem}"
+    if exc.context and exc.context_mark is not None and exc.problem:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return SpecIssue(filename, line, column, "", message)

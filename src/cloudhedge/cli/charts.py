@@ -256,7 +256,7 @@ def _contract_panel(ax: Axes, c: ContractUse, labels: Sequence[str], first: bool
         ax.plot(x[over], used[over], "^", color="#d62728", markersize=4, label="overage")
     util = [u for u in c.utilisation if u is not None]
     avg = f" · {sum(util) / len(util):.0%} used" if util else ""
-    ax.set_title(f"{c.name} ({c.provider}){avg}", fontsize=9, loc="left")
+    ax.set_title(f"{c.name} ({c.provider}, {c.unit}){avg}", fontsize=9, loc="left")
     ax.yaxis.set_major_formatter(FuncFormatter(compact_axis))
     ax.set_ylim(bottom=0)
     if first:

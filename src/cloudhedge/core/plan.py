@@ -84,8 +84,10 @@ class ContractUse(_Model):
     name: str
     provider: str
     pools: list[str]
+    unit: Literal["chips", "USD"] = Field(
+        default="chips", description="unit of committed_chips/used_chips (USD: spend)")
     committed_chips: list[float]
-    used_chips: list[float]
+    used_chips: list[float] = Field(description="use of the covered pools, overage included")
     utilisation: list[float | None]
     fixed_cost_usd: float
     overage_cost_usd: float

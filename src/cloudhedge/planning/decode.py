@@ -36,7 +36,8 @@ class Decoded:
     rate: FloatArray  # (P*T,) USD per chip in use per pool-period
     waste: FloatArray  # (P*T,) unused take-or-pay USD attributed to the pool-period
     contract_committed: FloatArray  # (K, T) chips (or USD for spend commitments)
-    contract_used: FloatArray  # (K, T) same unit
+    contract_used: FloatArray  # (K, T) same unit, covered by the commitment
+    contract_use_total: FloatArray  # (K, T) same unit, covered plus overage
     contract_cost: FloatArray  # (K, T) fixed + decided-commitment cost
     contract_overage: FloatArray  # (K, T) USD
     served: FloatArray  # (n_pairs, T) tokens/s per inference pair
@@ -101,6 +102,7 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
     K = len(ix.fleet.contracts)
     committed = np.zeros((K, T))
     used = np.zeros((K, T))
+    use_total = np.zeros((K, T))
     ccost = np.zeros((K, T))
     overage = np.zeros((K, T))
     cov_blk, over_blk, q_blk = model.cols["cov"], model.cols["over"], model.cols["q"]
@@ -115,6 +117,7 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
         spend = bool(c.committed_spend_usd)
         unit = (ix.price[pools][:, None] * H) if spend else np.ones((pools.size, 1))
         used[k] = (cov[mine] * unit).sum(axis=0)
+        use_total[k] = used[k] + (over[mine] * unit).sum(axis=0)
         overage[k] = (over[mine] * ix.price[pools][:, None] * H).sum(axis=0)
         active = np.array([c.active(t) for t in range(T)])
         if c.decide:
@@ -160,7 +163,8 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
     bu = x[model.cols["ub"].start:model.cols["ub"].stop]
     real = float(model.cost @ x + model.offset)
     pen = float(model.penalty @ x)
-    return Decoded(x, use, wc, names, kinds, rate, waste, committed, used, ccost, overage,
+    return Decoded(x, use, wc, names, kinds, rate, waste, committed, used, use_total, ccost,
+                   overage,
                    served, unmet, choice, bu, real, pen)
 
 

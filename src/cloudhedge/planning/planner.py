@@ -256,6 +256,7 @@ def _contracts(ix: FleetIndex, d: Decoded) -> list[ContractUse]:
     out = []
     for k, c in enumerate(ix.fleet.contracts):
         committed, used = d.contract_committed[k], d.contract_used[k]
+        unit = "USD" if c.committed_spend_usd else "chips"
         util = [None if cm <= EPS else _r(min(u / cm, 1.0)) for cm, u in
                 zip(committed, used, strict=True)]
         wasted = d.contract_cost[k] * np.clip(1 - used / np.maximum(committed, EPS), 0, 1)
@@ -268,7 +269,8 @@ def _contracts(ix: FleetIndex, d: Decoded) -> list[ContractUse]:
                     disc = tier.discount
         out.append(ContractUse(
             name=c.name, provider=c.provider, pools=list(c.pools),
-            committed_chips=[_r(v) for v in committed], used_chips=[_r(v) for v in used],
+            unit=unit, committed_chips=[_r(v) for v in committed],
+            used_chips=[_r(v) for v in d.contract_use_total[k]],
             utilisation=util, fixed_cost_usd=_r(d.contract_cost[k].sum()),
             overage_cost_usd=_r(d.contract_overage[k].sum()),
             wasted_usd=[_r(v) for v in wasted], wasted_usd_total=_r(wasted.sum()),

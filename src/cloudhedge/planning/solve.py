@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import highspy
 import numpy as np
@@ -46,8 +47,15 @@ class Solution:
         return self.status in ("optimal", "feasible")
 
 
-def _highs(options: SolveOptions) -> highspy.Highs:
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
+def _new_highs() -> Any:
+    """A HiGHS instance; the core class when present, since the Python wrapper's
+    constructor enables callbacks, which prints the banner before any option is set."""
+    core = getattr(getattr(highspy, "_core", None), "_Highs", None)
+    return core() if core is not None else highspy.Highs()  # type: ignore[no-untyped-call]
+
+
+def _highs(options: SolveOptions) -> Any:
+    h = _new_highs()
     h.setOptionValue("output_flag", options.verbose)
     h.setOptionValue("log_to_console", options.verbose)
     h.setOptionValue("mip_rel_gap", float(options.gap))
@@ -59,7 +67,7 @@ def _highs(options: SolveOptions) -> highspy.Highs:
     return h
 
 
-def _pass(h: highspy.Highs, model: Model, cost: FloatArray, *, integer: bool,
+def _pass(h: Any, model: Model, cost: FloatArray, *, integer: bool,
           col_lo: FloatArray | None = None, col_hi: FloatArray | None = None) -> None:
     lp = highspy.HighsLp()
     n = model.A.shape[1]
@@ -110,7 +118,7 @@ def fixed_lp(model: Model, x: FloatArray, options: SolveOptions) -> Solution:
     return _read(h, model, time.perf_counter() - t0, mip=False)
 
 
-def _read(h: highspy.Highs, model: Model, seconds: float, *, mip: bool) -> Solution:
+def _read(h: Any, model: Model, seconds: float, *, mip: bool) -> Solution:
     ms = h.getModelStatus()
     info = h.getInfo()
     S = highspy.HighsModelStatus

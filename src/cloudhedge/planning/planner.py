@@ -52,6 +52,7 @@ from cloudhedge.planning.index import (
 )
 from cloudhedge.planning.reasons import reasons, unmet_rows
 from cloudhedge.planning.solve import SolveOptions, fixed_lp, solve
+from cloudhedge.planning.warmstart import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
     log.info("model: %d columns, %d rows, %d nonzeros, built in %.2fs",
              model.A.shape[1], model.A.shape[0], model.A.nnz, build_seconds)
     lp = solve(model, options.solve, relax=True)
-    sol = solve(model, options.solve)
+    sol = solve(model, options.solve, start=warm_start(ix, model, lp, options.solve))
     stats = SolverStats(
         solver="HiGHS", status=sol.status, variables=model.A.shape[1],
         integer_variables=int(model.integer.sum()), constraints=model.A.shape[0],

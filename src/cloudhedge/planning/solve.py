@@ -95,10 +95,16 @@ def _pass(h: Any, model: Model, cost: FloatArray, *, integer: bool,
 
 
 def solve(model: Model, options: SolveOptions, *, relax: bool = False,
-          cost: FloatArray | None = None) -> Solution:
-    """Solve the model (as a MIP unless ``relax``); ``cost`` overrides the objective."""
+          cost: FloatArray | None = None, start: FloatArray | None = None) -> Solution:
+    """Solve the model (as a MIP unless ``relax``); ``cost`` overrides the objective;
+    ``start`` is a feasible solution HiGHS takes as its first incumbent."""
     h = _highs(options)
     _pass(h, model, model.objective if cost is None else cost, integer=not relax)
+    if start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = np.asarray(start, dtype=np.float64)
+        sol.value_valid = True
+        h.setSolution(sol)
     t0 = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - t0

@@ -371,9 +371,10 @@ def test_notes_on_modelled_throughput(fleet_of: Fleeter) -> None:
         "    tier: on_demand\n    capacity_chips: 64\n"
     )
     fleet = fleet_of(MINIMAL.replace("contracts:\n", pool + "contracts:\n"))
-    assert "throughput of trn2 for service chat is modelled (source: fake model)" in fleet.notes
-    # h100 is measured; h200 has no pool: neither is noted
-    assert not any("of h100" in n or "of h200" in n for n in fleet.notes)
+    notes = [n for n in fleet.notes if n.startswith("service chat: throughput")]
+    # trn2 is modelled; h100 is measured and h200 has no pool: neither is noted
+    assert notes == ["service chat: throughput on trn2 is modelled, not measured "
+                     "(rules in catalog/data/SOURCES.md)"]
 
 
 def test_spec_error_text_is_one_line_per_issue(issues_of: Issuer) -> None:

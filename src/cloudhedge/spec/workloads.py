@@ -227,14 +227,18 @@ def _throughput(ctx: _Workloads, w: InferenceSpec, path: PathKey) -> dict[str, f
 
 
 def _throughput_notes(ctx: _Workloads, w: InferenceSpec, throughput: dict[str, float]) -> None:
-    for accelerator in sorted(throughput):
-        figure = ctx.catalog.throughput[accelerator]
-        if accelerator in ctx.pooled and str(figure.kind).startswith("model"):
-            ctx.notes.append(
-                f"throughput of {accelerator} for service {w.name} is modelled "
-                f"(source: {figure.source})"
-            )
-    if w.model_params_b is not None:
+    if w.throughput_tokens_per_s is not None:
+        return  # the user's own figures
+    modelled = [
+        a for a in sorted(throughput)
+        if a in ctx.pooled and str(ctx.catalog.throughput[a].kind).startswith("model")
+    ]
+    if modelled:
+        ctx.notes.append(
+            f"service {w.name}: throughput on {', '.join(modelled)} is modelled, not measured "
+            f"(rules in catalog/data/SOURCES.md)"
+        )
+    if w.model_params_b is not None and w.model_params_b != ctx.catalog.reference_model_params_b:
         reference = ctx.catalog.reference_model_params_b
         ctx.notes.append(
             f"throughput for service {w.name} is the catalog's for a {reference:g} B model "

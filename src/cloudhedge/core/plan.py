@@ -140,6 +140,8 @@ class HedgeCost(_Model):
     policy: str
     description: str
     cost_usd: float | None = Field(description="plan cost with the policy minus without it")
+    uncertainty_usd: float | None = Field(
+        default=None, description="sum of both solves' gaps: the cost is known to within this")
     status: str
     text: str
 

@@ -24,6 +24,7 @@ from cloudhedge.core.plan import BindingConstraint, HedgeCost, ShadowPrice
 from cloudhedge.planning.build import Block, Model, ModelBuilder
 from cloudhedge.planning.index import FleetIndex, FloatArray, PolicySwitches, build_index
 from cloudhedge.planning.solve import Solution, SolveOptions, solve
+from cloudhedge.planning.warmstart import solve_warm
 
 TIGHT = 1e-6
 
@@ -79,12 +80,18 @@ def policy_refs(fleet: Fleet) -> list[PolicyRef]:
     return refs
 
 
-def hedge_costs(fleet: Fleet, objective: float, options: SolveOptions) -> list[HedgeCost]:
-    """Re-solve without each policy in turn: the difference is what the policy costs."""
+def hedge_costs(fleet: Fleet, objective: float, options: SolveOptions,
+                bound: float | None = None) -> list[HedgeCost]:
+    """Re-solve without each policy in turn: the difference is what the policy costs.
+
+    Both solves stop at the MIP gap, so the difference is known only to within the
+    sum of the two gaps (``uncertainty_usd``); the text says so when that matters.
+    """
+    own_gap = objective - bound if bound is not None else 0.0
     out: list[HedgeCost] = []
     for ref in policy_refs(fleet):
-        model = ModelBuilder(build_index(fleet, ref.switches)).build()
-        sol = solve(model, options)
+        ix = build_index(fleet, ref.switches)
+        _, sol = solve_warm(ix, ModelBuilder(ix).build(), options)
         if not sol.has_solution or sol.objective is None:
             out.append(HedgeCost(policy=ref.id, description=ref.description, cost_usd=None,
                                  status=sol.status,
@@ -92,10 +99,19 @@ def hedge_costs(fleet: Fleet, objective: float, options: SolveOptions) -> list[H
                                       f"{sol.status}"))
             continue
         delta = objective - sol.objective
-        text = (f"{ref.description} costs {fmt_usd(delta)} over the horizon"
-                if delta > 0.5 else f"{ref.description} costs nothing in this plan")
+        other_gap = sol.objective - sol.mip_bound if sol.mip_bound is not None else 0.0
+        unc = max(own_gap, 0.0) + max(other_gap, 0.0)
+        if delta > max(0.5, unc):
+            text = f"{ref.description} costs {fmt_usd(delta)} over the horizon"
+        elif unc > 0.5:
+            text = (f"{ref.description} costs at most {fmt_usd(max(delta, 0.0) + unc)} "
+                    f"(within the solver gap)")
+        else:
+            text = f"{ref.description} costs nothing in this plan"
+        if unc > 0.5 and delta > unc:
+            text += f" (± {fmt_usd(unc)} solver gap)"
         out.append(HedgeCost(policy=ref.id, description=ref.description, cost_usd=delta,
-                             status=sol.status, text=text))
+                             uncertainty_usd=unc, status=sol.status, text=text))
     return out
 
 

@@ -52,7 +52,7 @@ from cloudhedge.planning.index import (
 )
 from cloudhedge.planning.reasons import reasons, unmet_rows
 from cloudhedge.planning.solve import SolveOptions, fixed_lp, solve
-from cloudhedge.planning.warmstart import warm_start
+from cloudhedge.planning.warmstart import solve_warm
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
     build_seconds = time.perf_counter() - t_build
     log.info("model: %d columns, %d rows, %d nonzeros, built in %.2fs",
              model.A.shape[1], model.A.shape[0], model.A.nnz, build_seconds)
-    lp = solve(model, options.solve, relax=True)
-    sol = solve(model, options.solve, start=warm_start(ix, model, lp, options.solve))
+    lp, sol = solve_warm(ix, model, options.solve)
     stats = SolverStats(
         solver="HiGHS", status=sol.status, variables=model.A.shape[1],
         integer_variables=int(model.integer.sum()), constraints=model.A.shape[0],
@@ -123,7 +122,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
         hopts = SolveOptions(time_limit_s=options.hedge_time_limit_s
                              or options.solve.time_limit_s, gap=options.solve.gap,
                              threads=options.solve.threads)
-        hedges = explain.hedge_costs(fleet, sol.objective, hopts)
+        hedges = explain.hedge_costs(fleet, sol.objective, hopts, sol.mip_bound)
     prices: list[ShadowPrice] = explain.shadow_prices(ix, model, fixed, d.use) \
         if fixed.has_solution else []
     bind: list[BindingConstraint] = explain.binding(ix, model, sol.x, dual)

@@ -15,7 +15,7 @@ import numpy as np
 
 from cloudhedge.planning.build import Model
 from cloudhedge.planning.index import FleetIndex, FloatArray
-from cloudhedge.planning.solve import Solution, SolveOptions, fixed_lp
+from cloudhedge.planning.solve import Solution, SolveOptions, fixed_lp, solve
 
 
 def round_relaxation(ix: FleetIndex, model: Model, lp_x: FloatArray) -> FloatArray:
@@ -62,3 +62,12 @@ def warm_start(ix: FleetIndex, model: Model, lp: Solution,
         return None
     fixed = fixed_lp(model, round_relaxation(ix, model, lp.x), options)
     return fixed.x if fixed.has_solution else None
+
+
+def solve_warm(ix: FleetIndex, model: Model, options: SolveOptions,
+               cost: FloatArray | None = None) -> tuple[Solution, Solution]:
+    """LP relaxation, then the MIP started from its rounding: (relaxation, MIP)."""
+    lp = solve(model, options, relax=True, cost=cost)
+    if cost is not None:  # the start is rounded for the model's own objective only
+        return lp, solve(model, options, cost=cost)
+    return lp, solve(model, options, start=warm_start(ix, model, lp, options))

@@ -12,10 +12,15 @@ Columns (decision variables), all per period ``t`` where it applies::
     over[p, t] chips of committed pool p beyond the commitment       (pool price)
     q[k, i]    committed chips of decided contract k at tier i       (tier price)
     w[k, i]    1 if contract k commits at tier i                     (binary)
+    use[p, t]  chips in use of pool p in period t                    (= U x)
     e[...]     elastic slack of a policy row (only in elastic mode)
 
-Every pool-period's chips in use come from one sparse matrix ``U`` (P*T x n);
-capacity, contract and cap rows are products of ``U`` with small aggregators.
+Every pool-period's chips in use come from one sparse matrix ``U`` (P*T x n), tied
+once to the ``use`` columns (rows ``pool_use``: U x - use = 0); capacity, contract
+and cap rows are written on ``use``, so each workload column appears in one of
+them only and the matrix stays small (a cap row has P entries, not one per column).
+Survivability after losing domain g is written on the pairs inside g (the demand
+row makes it equivalent to "the pairs outside g serve alpha of the demand").
 Real cost per period is a sparse matrix ``C`` (T x n) plus a constant (take-or-pay
 commitments); the objective is ``1'C x + penalty' x``. See docs/planning-model.md.
 """
@@ -177,13 +182,17 @@ class ModelBuilder:
         self._training_columns()
         self._batch_columns()
         self._contract_columns()
+        use = self._col_block("use", self.P * self.T, 0.0, INF,
+                              period=np.tile(np.arange(self.T), self.P))
         n = self.ncol
         U = sp.csr_matrix(
             (_cat(self.u_v), (_cati(self.u_r), _cati(self.u_c))), shape=(self.P * self.T, n)
         )
         self.U = U
+        self.use0 = use.start
         rows = _Rows()
         self._demand_rows(rows)
+        self._use_rows(rows)
         self._capacity_rows(rows)
         self._contract_rows(rows)
         self._cap_rows(rows)
@@ -370,22 +379,37 @@ class ModelBuilder:
         rows.add_block("batch", mat, need, need, [b.name for b in self.fleet.batch],
                        np.zeros(J, dtype=np.int64))
 
+    def _use_rows(self, rows: _Rows) -> None:
+        """pool_use[p, t]: chips in use by the workload columns minus use[p, t] = 0."""
+        PT = self.P * self.T
+        link = sp.csr_matrix((np.full(PT, -1.0), (np.arange(PT), self.use0 + np.arange(PT))),
+                             shape=(PT, self.ncol))
+        rows.add_block("pool_use", self.U + link, np.zeros(PT), np.zeros(PT),
+                       [p.name for p in self.ix.pools], np.tile(np.arange(self.T), self.P))
+
+    def _use_matrix(self, pt: IntArray, coef: FloatArray, row: IntArray,
+                    nrow: int) -> sp.coo_matrix:
+        """Rows on the use columns: entry (row[i], use[pt[i]]) = coef[i]."""
+        return sp.coo_matrix((coef, (row, self.use0 + pt)), shape=(nrow, self.ncol))
+
     def _capacity_rows(self, rows: _Rows) -> None:
-        T = self.T
+        T, PT = self.T, self.P * self.T
         ids = [p.name for p in self.ix.pools]
-        rows.add_block("capacity", self.U, np.full(self.P * T, -INF),
+        mat = self._use_matrix(np.arange(PT), np.ones(PT), np.arange(PT), PT)
+        rows.add_block("capacity", mat, np.full(PT, -INF),
                        self.ix.capacity.ravel(), ids, np.tile(np.arange(T), self.P), sense=-1)
 
     def _contract_rows(self, rows: _Rows) -> None:
         T, covered = self.T, self.covered
         nc = covered.size
         sel = (covered[:, None] * T + np.arange(T)[None, :]).ravel()
-        use = self.U[sel]
         cov0, over0 = self.cols["cov"].start, self.cols["over"].start
-        eye = sp.identity(nc * T, format="csr")
-        pad_l = sp.csr_matrix((nc * T, cov0))
-        link = sp.hstack([pad_l, -eye, -eye, sp.csr_matrix((nc * T, self.ncol - over0 - nc * T))])
-        link = (use + link).tocoo()
+        i = np.arange(nc * T)
+        link = sp.coo_matrix(
+            (np.concatenate([np.ones(nc * T), -np.ones(nc * T), -np.ones(nc * T)]),
+             (np.concatenate([i, i, i]),
+              np.concatenate([self.use0 + sel, cov0 + i, over0 + i]))),
+            shape=(nc * T, self.ncol))
         rows.add_block("contract_use", link, np.zeros(nc * T), np.zeros(nc * T),
                        [self.ix.pools[p].name for p in covered], np.tile(np.arange(T), nc))
         # commitment rows: covered chips (or spend) per contract and period
@@ -448,8 +472,10 @@ class ModelBuilder:
 
     def _cap_rows(self, rows: _Rows) -> None:
         ix, T, P = self.ix, self.T, self.P
-        total = sp.kron(np.ones((1, P)), sp.identity(T), format="csr") @ self.U  # (T, n)
         tot_cap = ix.capacity.sum(axis=0)
+        # row t: sum_p (1[p in g] - share) use[p, t] <= 0
+        pt = (np.arange(P)[:, None] * T + np.arange(T)[None, :]).ravel()
+        row = np.tile(np.arange(T), P)
         for c_i, cap in enumerate(self.fleet.policies.caps):
             if not ix.switches.keeps_cap(c_i):
                 continue
@@ -457,10 +483,9 @@ class ModelBuilder:
             dom = ix.domain_of_pool[cap.kind]
             targets = range(len(names)) if cap.name == "*" else [names.index(cap.name)]
             for g in targets:
-                sel = np.flatnonzero(dom == g)
-                agg = sp.kron(sp.csr_matrix(np.isin(np.arange(P), sel).astype(float)[None, :]),
-                              sp.identity(T), format="csr") @ self.U
-                mat = agg - cap.max_share * total
+                coef = np.repeat((dom == g).astype(np.float64) - cap.max_share, T)
+                keep = coef != 0
+                mat = self._use_matrix(pt[keep], coef[keep], row[keep], T)
                 rows.add_block(f"cap:{cap.kind}:{names[g]}#{c_i}", mat, np.full(T, -INF),
                                np.zeros(T), [f"{cap.id}|{names[g]}"], np.arange(T),
                                scale=np.maximum(tot_cap, 1.0), elastic=True, sense=-1)
@@ -477,7 +502,7 @@ class ModelBuilder:
         ri: list[IntArray] = []
         ci: list[IntArray] = []
         vi: list[FloatArray] = []
-        lo: list[FloatArray] = []
+        rhs: list[FloatArray] = []
         ids: list[str] = []
         per: list[IntArray] = []
         scale: list[FloatArray] = []
@@ -488,22 +513,30 @@ class ModelBuilder:
             dom = ix.domain_of_pool[rule.kind][ix.inf_pool[pairs]]
             demand = ix.demand[s]
             for g in np.unique(dom):
-                outside = pairs[dom != g]
-                # rows t: sum_{i outside g} tput_i x[i,t] + alpha u[s,t] >= alpha D[s,t]
-                r = nrow + np.repeat(np.arange(T)[None, :], outside.size, axis=0).ravel()
-                c = x0 + (outside[:, None] * T + np.arange(T)[None, :]).ravel()
-                v = np.repeat(ix.inf_tput[outside], T)
-                ri += [r, nrow + np.arange(T)]
-                ci += [c, u0 + s * T + np.arange(T)]
-                vi += [v, np.full(T, alpha)]
-                lo.append(alpha * demand)
+                inside = pairs[dom == g]
+                # the pairs outside g serve alpha of the demand:
+                #   sum_{i outside g} tput_i x[i,t] + alpha u[s,t] >= alpha D[s,t];
+                # with the demand row (sum_i tput_i x[i,t] + u[s,t] = D[s,t]) that is
+                #   sum_{i in g} tput_i x[i,t] + (1 - alpha) u[s,t] <= (1 - alpha) D[s,t]
+                # (same slack in elastic mode), with far fewer nonzeros
+                r = nrow + np.repeat(np.arange(T)[None, :], inside.size, axis=0).ravel()
+                c = x0 + (inside[:, None] * T + np.arange(T)[None, :]).ravel()
+                v = np.repeat(ix.inf_tput[inside], T)
+                ri.append(r)
+                ci.append(c)
+                vi.append(v)
+                if alpha < 1.0:
+                    ri.append(nrow + np.arange(T))
+                    ci.append(u0 + s * T + np.arange(T))
+                    vi.append(np.full(T, 1.0 - alpha))
+                rhs.append((1.0 - alpha) * demand)
                 ids.append(f"{rule.id}|{ix.domain_names[rule.kind][g]}|{ix.units[s].label}")
                 per.append(np.arange(T))
                 scale.append(np.maximum(alpha * demand, 1.0))
                 nrow += T
         mat = sp.coo_matrix((_cat(vi), (_cati(ri), _cati(ci))), shape=(nrow, self.ncol))
-        rows.add_block("survivability", mat, _cat(lo), np.full(nrow, INF),
-                       ids, _cati(per), scale=_cat(scale), elastic=True, sense=1)
+        rows.add_block("survivability", mat, np.full(nrow, -INF), _cat(rhs),
+                       ids, _cati(per), scale=_cat(scale), elastic=True, sense=-1)
 
     def _budget_rows(self, rows: _Rows, C: sp.csr_matrix) -> None:
         budget = self.fleet.policies.budget

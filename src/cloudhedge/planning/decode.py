@@ -202,6 +202,10 @@ def breakdowns(ix: FleetIndex, d: Decoded) -> dict[str, dict[str, float]]:
     return out
 
 
+MIN_USE_CHIPS = 1e-3
+"""Below this many chips in use in a period, shares are 0: solver noise, not a plan."""
+
+
 def shares(ix: FleetIndex, use: FloatArray, kind: DomainKind) -> dict[str, FloatArray]:
     """Share of chips in use per domain of ``kind`` per period."""
     total = use.sum(axis=0)
@@ -209,7 +213,8 @@ def shares(ix: FleetIndex, use: FloatArray, kind: DomainKind) -> dict[str, Float
     out = {}
     for g, name in enumerate(ix.domain_names[kind]):
         part = use[dom == g].sum(axis=0)
-        out[name] = np.divide(part, total, out=np.zeros_like(part), where=total > EPS)
+        out[name] = np.divide(part, total, out=np.zeros_like(part),
+                              where=total > MIN_USE_CHIPS)
     return out
 
 

@@ -206,6 +206,7 @@ class ModelBuilder:
         A = sp.csc_matrix(
             (_cat(rows.v), (_cati(rows.r), _cati(rows.c))), shape=(rows.n, n_all)
         )
+        A.eliminate_zeros()  # e.g. a zero price or a zero-throughput coefficient
         C.resize((self.T, n_all))
         cost = np.asarray(C.sum(axis=0)).ravel()
         U.resize((self.P * self.T, n_all))

@@ -120,7 +120,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
     hedges: list[HedgeCost] = []
     if options.explain and sol.objective is not None:
         hopts = SolveOptions(time_limit_s=options.hedge_time_limit_s
-                             or options.solve.time_limit_s, gap=options.solve.gap,
+                             or options.solve.time_limit_s, gap=min(options.solve.gap, 0.001),
                              threads=options.solve.threads)
         hedges = explain.hedge_costs(fleet, sol.objective, hopts, sol.mip_bound)
     prices: list[ShadowPrice] = explain.shadow_prices(ix, model, fixed, d.use) \

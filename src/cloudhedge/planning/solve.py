@@ -67,18 +67,31 @@ def _highs(options: SolveOptions) -> Any:
     return h
 
 
+OBJECTIVE_MAX = 1e7
+"""Largest objective coefficient handed to HiGHS: costs are divided by a power of two
+to bring them under it (penalties reach 1e11 USD; unscaled, HiGHS's dual tolerance
+makes some LPs take a minute instead of a second). Results are scaled back."""
+
+
+def objective_scale(cost: FloatArray) -> float:
+    top = float(np.abs(cost).max(initial=0.0))
+    return 1.0 if top <= OBJECTIVE_MAX else float(2.0 ** np.ceil(np.log2(top / OBJECTIVE_MAX)))
+
+
 def _pass(h: Any, model: Model, cost: FloatArray, *, integer: bool,
-          col_lo: FloatArray | None = None, col_hi: FloatArray | None = None) -> None:
+          col_lo: FloatArray | None = None, col_hi: FloatArray | None = None) -> float:
+    """Pass the model; returns the objective scale used (see :func:`objective_scale`)."""
     lp = highspy.HighsLp()
     n = model.A.shape[1]
     lp.num_col_ = n
     lp.num_row_ = model.A.shape[0]
-    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    scale = objective_scale(cost)
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64) / scale
     lp.col_lower_ = model.col_lo if col_lo is None else col_lo
     lp.col_upper_ = model.col_hi if col_hi is None else col_hi
     lp.row_lower_ = model.row_lo
     lp.row_upper_ = model.row_hi
-    lp.offset_ = model.offset
+    lp.offset_ = model.offset / scale
     A = model.A
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = A.indptr.astype(np.int32)
@@ -92,6 +105,7 @@ def _pass(h: Any, model: Model, cost: FloatArray, *, integer: bool,
     status = h.passModel(lp)
     if status == highspy.HighsStatus.kError:
         raise PlanningError("HiGHS rejected the model (invalid bounds or matrix)")
+    return scale
 
 
 def solve(model: Model, options: SolveOptions, *, relax: bool = False,
@@ -99,7 +113,7 @@ def solve(model: Model, options: SolveOptions, *, relax: bool = False,
     """Solve the model (as a MIP unless ``relax``); ``cost`` overrides the objective;
     ``start`` is a feasible solution HiGHS takes as its first incumbent."""
     h = _highs(options)
-    _pass(h, model, model.objective if cost is None else cost, integer=not relax)
+    scale = _pass(h, model, model.objective if cost is None else cost, integer=not relax)
     if start is not None:
         sol = highspy.HighsSolution()
         sol.col_value = np.asarray(start, dtype=np.float64)
@@ -108,7 +122,7 @@ def solve(model: Model, options: SolveOptions, *, relax: bool = False,
     t0 = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - t0
-    return _read(h, model, seconds, mip=not relax and bool(model.integer.any()))
+    return _read(h, model, seconds, mip=not relax and bool(model.integer.any()), scale=scale)
 
 
 def fixed_lp(model: Model, x: FloatArray, options: SolveOptions) -> Solution:
@@ -118,13 +132,13 @@ def fixed_lp(model: Model, x: FloatArray, options: SolveOptions) -> Solution:
     lo[ints] = np.round(x[ints])
     hi[ints] = np.round(x[ints])
     h = _highs(SolveOptions(time_limit_s=options.time_limit_s, threads=options.threads))
-    _pass(h, model, model.objective, integer=False, col_lo=lo, col_hi=hi)
+    scale = _pass(h, model, model.objective, integer=False, col_lo=lo, col_hi=hi)
     t0 = time.perf_counter()
     h.run()
-    return _read(h, model, time.perf_counter() - t0, mip=False)
+    return _read(h, model, time.perf_counter() - t0, mip=False, scale=scale)
 
 
-def _read(h: Any, model: Model, seconds: float, *, mip: bool) -> Solution:
+def _read(h: Any, model: Model, seconds: float, *, mip: bool, scale: float = 1.0) -> Solution:
     ms = h.getModelStatus()
     info = h.getInfo()
     S = highspy.HighsModelStatus
@@ -146,9 +160,9 @@ def _read(h: Any, model: Model, seconds: float, *, mip: bool) -> Solution:
     if status in ("optimal", "feasible"):
         sol = h.getSolution()
         x = np.asarray(sol.col_value, dtype=np.float64)
-        obj = float(info.objective_function_value)
-        dual = None if mip else np.asarray(sol.row_dual, dtype=np.float64)
-        bound = float(info.mip_dual_bound) if mip else obj
+        obj = float(info.objective_function_value) * scale
+        dual = None if mip else np.asarray(sol.row_dual, dtype=np.float64) * scale
+        bound = float(info.mip_dual_bound) * scale if mip else obj
         gap: float | None = float(info.mip_gap) if mip else 0.0
         if gap is not None and not np.isfinite(gap):
             gap = None

@@ -389,7 +389,9 @@ def _header(plan: Plan) -> Text:
     details.append(
         Text(
             f"{s.solver} {s.variables:,} vars, {s.constraints:,} rows,"
-            f" solved in {s.build_seconds + s.solve_seconds:.1f} s",
+            f" solved in {s.build_seconds + s.solve_seconds:.1f} s"
+            + (f", LP bound {format_usd(s.lp_relaxation_bound_usd)}"
+               if s.lp_relaxation_bound_usd is not None else ""),
             style="dim",
         )
     )

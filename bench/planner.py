@@ -40,8 +40,8 @@ from cloudhedge.planning.build import Model, ModelBuilder
 from cloudhedge.planning.generate import generate_fleet
 from cloudhedge.planning.index import FleetIndex, build_index
 from cloudhedge.planning.planner import PlanOptions, make_plan
-from cloudhedge.planning.solve import Solution, SolveOptions, _new_highs, solve
-from cloudhedge.planning.warmstart import warm_start
+from cloudhedge.planning.solve import Solution, SolveOptions, _new_highs
+from cloudhedge.planning.warmstart import solve_warm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -100,16 +100,7 @@ def build(fleet: Fleet, repeat: int = REPEAT) -> tuple[FleetIndex, Model, float,
 
 def budgeted_solve(ix: FleetIndex, model: Model, budget_s: float, gap: float) -> Solution:
     """The planner's solve path (LP, rounded start, MIP) inside one wall-clock budget."""
-    t0 = time.perf_counter()
-    lp = solve(model, SolveOptions(time_limit_s=budget_s), relax=True)
-    left = budget_s - (time.perf_counter() - t0)
-    start = None
-    if lp.has_solution and left > 1.0:
-        start = warm_start(ix, model, lp, SolveOptions(time_limit_s=left))
-    left = budget_s - (time.perf_counter() - t0)
-    if left <= 0.5 and not lp.has_solution:
-        return lp  # the relaxation alone used the budget: no plan, no bound
-    return solve(model, SolveOptions(time_limit_s=max(left, 0.5), gap=gap), start=start)
+    return solve_warm(ix, model, SolveOptions(time_limit_s=budget_s, gap=gap))[1]
 
 
 def timed_solve(fleet: Fleet, budget_s: float, gap: float, repeat: int = 1) -> Timed:

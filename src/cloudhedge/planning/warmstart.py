@@ -11,6 +11,9 @@ the result is handed to HiGHS as its first incumbent.
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import numpy as np
 
 from cloudhedge.planning.build import Model
@@ -67,7 +70,23 @@ def warm_start(ix: FleetIndex, model: Model, lp: Solution,
 def solve_warm(ix: FleetIndex, model: Model, options: SolveOptions,
                cost: FloatArray | None = None) -> tuple[Solution, Solution]:
     """LP relaxation, then the MIP started from its rounding: (relaxation, MIP)."""
+    t0 = time.perf_counter()
     lp = solve(model, options, relax=True, cost=cost)
     if cost is not None:  # the start is rounded for the model's own objective only
-        return lp, solve(model, options, cost=cost)
-    return lp, solve(model, options, start=warm_start(ix, model, lp, options))
+        return lp, solve(model, _remaining(options, t0), cost=cost)
+    start = warm_start(ix, model, lp, _remaining(options, t0))
+    if start is not None and lp.objective is not None:
+        value = float(model.objective @ start + model.offset)
+        gap = (value - lp.objective) / max(abs(value), 1.0)
+        if gap <= options.gap:  # the rounding is already proven within the gap
+            return lp, Solution("optimal", start, value, lp.objective, max(gap, 0.0),
+                                time.perf_counter() - t0)
+    return lp, solve(model, _remaining(options, t0), start=start)
+
+
+def _remaining(options: SolveOptions, t0: float) -> SolveOptions:
+    """The same options with the time limit reduced by what has been spent since t0."""
+    if options.time_limit_s is None:
+        return options
+    left = max(options.time_limit_s - (time.perf_counter() - t0), 1.0)
+    return replace(options, time_limit_s=left)

@@ -1,6 +1,6 @@
 """Planner benchmark: baselines, scale sweep and goals.
 
-    python bench/planner.py            # everything (about 10 minutes on 2 cores)
+    python bench/planner.py            # everything (about 17 minutes on 2 cores)
     python bench/planner.py --quick    # small sizes only (a smoke test, well under a minute)
 
 (a) Baselines: on each example fleet (examples/*.yaml) and on a generated one, the

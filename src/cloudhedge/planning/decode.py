@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from cloudhedge.core.models import DomainKind, Tier
+from cloudhedge.core.models import DomainKind
 from cloudhedge.planning.build import Model
 from cloudhedge.planning.index import SECONDS_PER_HOUR, FleetIndex, FloatArray, IntArray
 
@@ -239,7 +239,3 @@ def tokens_served(ix: FleetIndex, d: Decoded) -> dict[str, float]:
             ((ix.demand[s] - d.unmet_tokens[s]).clip(min=0) * SECONDS_PER_HOUR * ix.hours).sum()
         )
     return dict(out)
-
-
-def is_committed(ix: FleetIndex, p: int) -> bool:
-    return ix.pools[p].tier is Tier.COMMITTED

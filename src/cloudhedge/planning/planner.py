@@ -65,31 +65,6 @@ class PlanOptions:
     switches: PolicySwitches = field(default_factory=PolicySwitches)
 
 
-@dataclass
-class Solved:
-    """A solved model with its index and decoded numbers (used by plan, bench, tests)."""
-
-    ix: FleetIndex
-    model: Model
-    status: str
-    decoded: Decoded | None
-    objective: float | None
-    mip_bound: float | None
-    gap: float | None
-    solve_seconds: float
-
-
-def solve_fleet(fleet: Fleet, options: PlanOptions | None = None) -> Solved:
-    options = options or PlanOptions()
-    ix = build_index(fleet, options.switches)
-    model = ModelBuilder(ix).build()
-    t0 = time.perf_counter()
-    _, sol = solve_warm(ix, model, options.solve)
-    seconds = time.perf_counter() - t0
-    dec = decode(ix, model, sol.x) if sol.has_solution else None
-    return Solved(ix, model, sol.status, dec, sol.objective, sol.mip_bound, sol.gap, seconds)
-
-
 def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
     options = options or PlanOptions()
     t_build = time.perf_counter()
@@ -327,8 +302,6 @@ def _unit_economics(ix: FleetIndex, d: Decoded, by_w: dict[str, float]) -> list[
 __all__ = [
     "SECONDS_PER_HOUR",
     "PlanOptions",
-    "Solved",
     "assemble",
     "make_plan",
-    "solve_fleet",
 ]

@@ -220,9 +220,9 @@ class ModelBuilder:
         model.build_seconds = time.perf_counter() - t0
         return model
 
-    def _uncovered_price(self, pool: IntArray) -> FloatArray:
+    def _uncovered_price(self, pool: IntArray, t: IntArray) -> FloatArray:
         """USD per chip-hour billed on use: 0 in contract-covered pools (see cov/over)."""
-        return np.where(self.ix.contract_of_pool[pool] >= 0, 0.0, self.ix.price[pool])
+        return np.where(self.ix.contract_of_pool[pool] >= 0, 0.0, self.ix.price_pt[pool, t])
 
     def _inference_columns(self) -> None:
         ix, T = self.ix, self.T
@@ -234,7 +234,7 @@ class ModelBuilder:
         blk.period = t
         pool = ix.inf_pool[pair]
         self._use(pool, t, col, np.ones(col.size))
-        self._cost(t, col, self._uncovered_price(pool) * self.H)
+        self._cost(t, col, self._uncovered_price(pool, t) * self.H)
         S = len(ix.units)
         pen = np.array([u.service.unmet_penalty_usd_per_million_tokens for u in ix.units])
         pen_tok = np.repeat(pen * SECONDS_PER_HOUR * self.H / 1e6, T)
@@ -256,7 +256,7 @@ class ModelBuilder:
         pool = ix.train_pool[opt]
         col = blk.start + opt
         self._use(pool, period, col, chips)
-        self._cost(period, col, chips * self.H * self._uncovered_price(pool))
+        self._cost(period, col, chips * self.H * self._uncovered_price(pool, period))
         R = len(self.fleet.training)
         per_hour = self.fleet.training_penalty_usd_per_chip_hour
         pen = np.array([per_hour * r.chip_hours * r.priority for r in self.fleet.training])
@@ -278,7 +278,7 @@ class ModelBuilder:
         self.batch_pair_of_col = pair
         col = blk.start + np.arange(pair.size)
         self._use(pool, t, col, np.full(col.size, 1.0 / self.H))
-        self._cost(t, col, self._uncovered_price(pool))
+        self._cost(t, col, self._uncovered_price(pool, t))
         pen_hour = self.fleet.batch_penalty_usd_per_chip_hour
         pen = np.array([pen_hour * b.priority for b in jobs])
         self._col_block("ub", len(jobs), 0.0, np.array([b.chip_hours for b in jobs]),
@@ -302,7 +302,7 @@ class ModelBuilder:
         if nc:
             cov_cost = np.where(top[k_of], 0.0, price_k[k_of] * self.H)
             self._cost(t, cov.start + np.arange(nc * T), cov_cost)
-            self._cost(t, over.start + np.arange(nc * T), ix.price[pool] * self.H)
+            self._cost(t, over.start + np.arange(nc * T), ix.price_pt[pool, t] * self.H)
         # decided commitments: one quantity and one binary per tier
         q_ids: list[str] = []
         q_cost_r, q_cost_c, q_cost_v = [], [], []

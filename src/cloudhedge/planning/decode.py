@@ -94,7 +94,7 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
     wc.eliminate_zeros()
     use_flat = np.asarray(wc.sum(axis=1)).ravel()
     use = use_flat.reshape(P, T)
-    price_pt = np.repeat(ix.price, T) * H
+    price_pt = ix.price_pt.ravel() * H
     covered_pt = np.repeat(ix.contract_of_pool >= 0, T)
     cost_pt = np.where(covered_pt, 0.0, price_pt * use_flat)
     waste = np.zeros(P * T)
@@ -118,7 +118,7 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
         unit = (ix.price[pools][:, None] * H) if spend else np.ones((pools.size, 1))
         used[k] = (cov[mine] * unit).sum(axis=0)
         use_total[k] = used[k] + (over[mine] * unit).sum(axis=0)
-        overage[k] = (over[mine] * ix.price[pools][:, None] * H).sum(axis=0)
+        overage[k] = (over[mine] * ix.price_pt[pools] * H).sum(axis=0)
         active = np.array([c.active(t) for t in range(T)])
         if c.decide:
             level = np.zeros(T)
@@ -142,7 +142,7 @@ def decode(ix: FleetIndex, model: Model, x: FloatArray) -> Decoded:
             sl = slice(p * T, (p + 1) * T)
             unit_j = unit[j] if spend else 1.0
             cost_pt[sl] += ccost[k] * cov[mine[j]] * unit_j / denom
-            cost_pt[sl] += over[mine[j]] * ix.price[p] * H
+            cost_pt[sl] += over[mine[j]] * ix.price_pt[p] * H
         unused = ccost[k] * np.clip(1 - used[k] / denom, 0, 1)
         capw = ix.capacity[pools]
         capw = capw / np.maximum(capw.sum(axis=0), EPS)

@@ -74,7 +74,8 @@ class FleetIndex:
     T: int = 0
     hours: float = 0.0
     pools: tuple[Pool, ...] = ()
-    price: FloatArray = field(default_factory=lambda: np.zeros(0))
+    price: FloatArray = field(default_factory=lambda: np.zeros(0))  # list USD per chip-hour
+    price_factor: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (P, T)
     capacity: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))  # (P, T)
     efficiency: FloatArray = field(default_factory=lambda: np.zeros(0))  # spot work kept
     contract_of_pool: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -98,6 +99,11 @@ class FleetIndex:
     train_chip_hours: FloatArray = field(default_factory=lambda: np.zeros(0))
     eligible_count: dict[str, int] = field(default_factory=dict)  # workload -> pools
 
+    @property
+    def price_pt(self) -> FloatArray:
+        """(P, T) market USD per chip-hour: the list price times any scenario factor."""
+        return self.price[:, None] * self.price_factor
+
     def pool_allowed_for_tenant(self, pool: Pool, tenant_class: str | None) -> bool:
         if not self.switches.exclusivity or tenant_class is None:
             return True
@@ -115,14 +121,21 @@ class FleetIndex:
         return float(rule.alpha.get(str(unit.service.criticality), 0.0))
 
 
-def build_index(fleet: Fleet, switches: PolicySwitches | None = None) -> FleetIndex:
-    """Compute every array the builder needs, in one pass over the fleet."""
+def build_index(fleet: Fleet, switches: PolicySwitches | None = None, *,
+                price_factor: FloatArray | None = None) -> FleetIndex:
+    """Compute every array the builder needs, in one pass over the fleet.
+
+    ``price_factor`` (P, T) multiplies each pool's market price per period (a stress
+    scenario's price change); contract prices and spend commitments do not move.
+    """
     sw = switches or PolicySwitches()
     ix = FleetIndex(fleet=fleet, switches=sw)
     T = fleet.horizon.periods
     ix.T, ix.hours, ix.pools = T, fleet.horizon.period_hours, fleet.pools
     P = len(fleet.pools)
     ix.price = np.array([p.price_usd_per_chip_hour for p in fleet.pools], dtype=np.float64)
+    ix.price_factor = np.ones((P, T)) if price_factor is None else \
+        np.asarray(price_factor, dtype=np.float64).reshape(P, T)
     ix.capacity = (
         np.array([p.capacity_chips for p in fleet.pools], dtype=np.float64).reshape(P, T)
         if P

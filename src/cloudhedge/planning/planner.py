@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,7 @@ from cloudhedge.planning.decode import (
 from cloudhedge.planning.index import (
     SECONDS_PER_HOUR,
     FleetIndex,
+    FloatArray,
     PolicySwitches,
     build_index,
 )
@@ -61,15 +63,25 @@ log = logging.getLogger(__name__)
 class PlanOptions:
     solve: SolveOptions = field(default_factory=SolveOptions)
     explain: bool = True  # hedge costs (one re-solve per policy)
+    conflicts: bool = True  # with unmet demand, the elastic analysis of what conflicts
     hedge_time_limit_s: float | None = None  # per re-solve; default: solve's limit
     switches: PolicySwitches = field(default_factory=PolicySwitches)
 
 
-def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
+Prepare = Callable[[FleetIndex, Model], None]
+
+
+def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
+              price_factor: FloatArray | None = None, prepare: Prepare | None = None) -> Plan:
+    """Plan ``fleet``. ``price_factor`` (P, T) scales market prices per pool-period;
+    ``prepare`` may tighten the model's column bounds before the solve (re-planning
+    fixes the past with it)."""
     options = options or PlanOptions()
     t_build = time.perf_counter()
-    ix = build_index(fleet, options.switches)
+    ix = build_index(fleet, options.switches, price_factor=price_factor)
     model = ModelBuilder(ix).build()
+    if prepare is not None:
+        prepare(ix, model)
     build_seconds = time.perf_counter() - t_build
     log.info("model: %d columns, %d rows, %d nonzeros, built in %.2fs",
              model.A.shape[1], model.A.shape[0], model.A.nnz, build_seconds)
@@ -87,11 +99,12 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None) -> Plan:
         gap_limit=options.solve.gap, threads=options.solve.threads,
     )
     if not sol.has_solution:
-        found = explain.conflicts(fleet, options.switches, options.solve, None)
+        found = explain.conflicts(fleet, options.switches, options.solve, None) \
+            if options.conflicts else []
         return _empty_plan(ix, stats, found)
     d = decode(ix, model, sol.x)
     found = []
-    if d.penalty > 1.0:
+    if d.penalty > 1.0 and options.conflicts:
         found = explain.conflicts(fleet, options.switches, options.solve, d.penalty)
     fixed = fixed_lp(model, sol.x, options.solve)
     dual = fixed.row_dual if fixed.has_solution else None

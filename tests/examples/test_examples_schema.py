@@ -17,6 +17,7 @@ from cloudhedge.spec.schema import AgenticSpec, FleetSpec, InferenceSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["frontier-lab.yaml", "startup.yaml", "enterprise-eu.yaml"]
+SCENARIO_FILES = ["scenarios.yaml"]  # stress scenarios, tested in tests/stress
 
 
 def load(name: str) -> FleetSpec:
@@ -30,7 +31,7 @@ def flagship() -> FleetSpec:
 
 
 def test_every_example_file_is_tested() -> None:
-    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(NAMES)
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(NAMES + SCENARIO_FILES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -46,7 +47,7 @@ def test_example_has_a_header_comment(name: str) -> None:
     assert len(header) >= 3, f"{name}: start with a few comment lines saying what it models"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + SCENARIO_FILES)
 def test_example_is_documented_in_readme(name: str) -> None:
     assert f"`{name}`" in (EXAMPLES / "README.md").read_text(encoding="utf-8")
 

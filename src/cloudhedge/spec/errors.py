@@ -3,7 +3,8 @@
 pydantic reports each error with a ``loc`` in *its* terms: union member tags
 (``constrained-float``, ``Ramp``), discriminated-union tags (``training``) and
 ``[key]`` markers for bad mapping keys. :func:`translate_validation_error` walks
-:class:`FleetSpec`'s annotations along each ``loc`` to recover
+the root model's annotations (:class:`FleetSpec` by default; any other YAML input
+validated the same way, e.g. a scenario file) along each ``loc`` to recover
 
 - the path in the YAML's terms (``workloads[3].accelerators[0]``), located with
   the :class:`SourceMap` (a missing field at its parent mapping, an unknown field
@@ -55,13 +56,19 @@ class _Where:
 
 
 def translate_validation_error(
-    exc: ValidationError, data: Any, source: SourceMap
+    exc: ValidationError,
+    data: Any,
+    source: SourceMap,
+    root: type[BaseModel] = FleetSpec,
 ) -> list[SpecIssue]:
-    """Every error of ``exc`` as a located issue, series errors collapsed, in file order."""
+    """Every error of ``exc`` as a located issue, series errors collapsed, in file order.
+
+    ``root`` is the model ``data`` was validated against.
+    """
     issues: list[SpecIssue] = []
     series: dict[PathKey, list[tuple[ErrorDetails, _Where]]] = {}
     for error in exc.errors():
-        where = _locate(tuple(error["loc"]))
+        where = _locate(tuple(error["loc"]), root)
         if where.series is not None:
             series.setdefault(where.series, []).append((error, where))
         else:
@@ -80,9 +87,9 @@ def translate_validation_error(
 # --- walking the schema along a loc -------------------------------------------------
 
 
-def _locate(loc: tuple[int | str, ...]) -> _Where:
-    """Follow ``loc`` through FleetSpec's annotations (see the module docstring)."""
-    tp: Any = FleetSpec
+def _locate(loc: tuple[int | str, ...], root: type[BaseModel]) -> _Where:
+    """Follow ``loc`` through ``root``'s annotations (see the module docstring)."""
+    tp: Any = root
     path: list[str | int] = []
     model: type[BaseModel] | None = None
     series: PathKey | None = None

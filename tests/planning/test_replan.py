@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from fleets import BatchJob, Policies, TrainingRun, fleet, pool, service, surv
 
 from cloudhedge.core.errors import PlanningError
-from cloudhedge.core.models import Criticality, Fleet, Horizon
+from cloudhedge.core.models import Criticality, DomainKind, Fleet, Horizon
 from cloudhedge.core.plan import Plan
 from cloudhedge.planning.generate import generate_fleet
+from cloudhedge.planning.index import PolicySwitches
 from cloudhedge.planning.planner import PlanOptions, make_plan
 from cloudhedge.planning.replan import ScenarioInputs, replan
 from cloudhedge.planning.solve import SolveOptions
 
 EXACT = PlanOptions(solve=SolveOptions(gap=0.0), explain=False)
+UNHEDGED = PolicySwitches(caps=(), survivability=())
 T = 4
 
 
@@ -125,8 +129,12 @@ def test_random_fleets_replan_costs_at_least_the_plan() -> None:
         f = generate_fleet(12, 10, 6, seed=seed)
         plan = make_plan(f, opts)
         provider = f.pools[0].provider
-        after, _ = replan(f, plan, _inputs_for(f, 3, provider), opts)
-        assert _objective(after) >= _objective(plan) * (1 - 1e-5)
+        after, notes = replan(f, plan, _inputs_for(f, 3, provider), opts)
+        # the only reason to cost less: caps and survivability bent (and said so); then
+        # the bound is the plan made without them
+        bent = any("re-planned without them" in n for n in notes)
+        base = make_plan(f, replace(opts, switches=UNHEDGED)) if bent else plan
+        assert _objective(after) >= _objective(base) * (1 - 1e-5)
 
 
 def _inputs_for(f: Fleet, start: int, lost: str) -> ScenarioInputs:
@@ -146,3 +154,31 @@ def test_a_plan_from_another_horizon_is_refused() -> None:
                                for p in f.pools))
     with pytest.raises(PlanningError, match="periods"):
         replan(other, plan, _inputs(f, 0), EXACT)
+
+
+def test_policies_that_would_leave_demand_unmet_bend_and_the_replan_says_so() -> None:
+    # chat is critical with survivability 0.5 per provider: after losing aws and oci only
+    # azure is left, so keeping the rule means serving nothing; the re-plan serves it
+    f = _fleet()
+    plan = make_plan(f, EXACT)
+    P = len(f.pools)
+    cf = np.ones((P, T))
+    for i, p in enumerate(f.pools):
+        if p.provider in ("aws", "oci"):
+            cf[i, 1:] = 0.0
+    after, notes = replan(f, plan, ScenarioInputs(cf, np.ones((P, T)), {}, 1), EXACT)
+    assert any("re-planned without them" in n for n in notes)
+    served = sum(a.chips for a in after.allocations if a.workload == "chat" and a.period == 2)
+    assert served * 3000.0 == pytest.approx(30000.0, rel=1e-3)
+
+
+def test_survivability_of_a_spent_domain_kind_is_not_asked_again() -> None:
+    f = _fleet()
+    plan = make_plan(f, EXACT)
+    inputs = _inputs(f, 1, lost="aws")
+    spent = ScenarioInputs(inputs.capacity_factor, inputs.price_factor, {}, 1,
+                           spent=(DomainKind.PROVIDER,))
+    after, notes = replan(f, plan, spent, EXACT)
+    assert any("survivability per provider is not asked" in n for n in notes)
+    assert not any("re-planned without them" in n for n in notes)
+    assert after.cost.penalty_usd == pytest.approx(0.0, abs=1e-3)

@@ -1,6 +1,6 @@
 """Charts of a plan as inline SVG strings, for the HTML report.
 
-Each public function takes a :class:`~cloudhedge.core.plan.Plan` and returns the
+Each chart function (``*_svg``) takes a :class:`~cloudhedge.core.plan.Plan` and returns the
 ``<svg>`` element as a string, or ``None`` when the plan has nothing to draw (an
 infeasible plan, a fleet without contracts, ...). The SVG is self-contained: glyphs
 are paths (no fonts needed), and every ``id`` inside it is prefixed with the chart's
@@ -11,6 +11,10 @@ rendered by the SVG canvas), never through ``pyplot``: no GUI backend is selecte
 no global figure registry is touched, so nothing needs closing and nothing leaks
 when a long-lived process renders many reports. Output is deterministic (fixed
 hash salt, no date in the metadata).
+
+:func:`draw_svg` (the house style around a drawing function), :func:`period_axis`,
+:func:`legend_right`, :func:`colours` and :func:`compact_axis` are shared with the
+stress charts (:mod:`cloudhedge.cli.stress_charts`).
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def to_svg(fig: Figure, chart_id: str, title: str) -> str:
     return svg.strip()
 
 
-def _period_axis(ax: Axes, labels: Sequence[str], max_ticks: int = 12) -> None:
+def period_axis(ax: Axes, labels: Sequence[str], max_ticks: int = 12) -> None:
     """Period labels on the x axis, thinned to at most ``max_ticks``."""
     n = len(labels)
     step = max(1, math.ceil(n / max_ticks))
@@ -107,13 +111,15 @@ def _period_axis(ax: Axes, labels: Sequence[str], max_ticks: int = 12) -> None:
     ax.set_xlim(-0.6, n - 0.4)
 
 
-def _legend_right(ax: Axes) -> None:
+def legend_right(ax: Axes) -> None:
+    """The legend outside the axes, to their right."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
 
-def _draw(
+def draw_svg(
     chart_id: str, title: str, size: tuple[float, float], draw: Callable[[Figure], None]
 ) -> str:
+    """A ``size`` (inches) figure filled by ``draw`` in the house style, as inline SVG."""
     with rc_context(
         {
             "font.size": 9.0,
@@ -156,10 +162,10 @@ def cost_by_provider_svg(plan: Plan, chart_id: str = "chart-cost-by-provider") -
         ax.yaxis.set_major_formatter(FuncFormatter(compact_axis))
         ax.set_ylabel("USD per period")
         ax.grid(axis="x", visible=False)
-        _period_axis(ax, labels[:n])
-        _legend_right(ax)
+        period_axis(ax, labels[:n])
+        legend_right(ax)
 
-    return _draw(chart_id, "cost per period by provider", (9.0, 3.6), draw)
+    return draw_svg(chart_id, "cost per period by provider", (9.0, 3.6), draw)
 
 
 def share_svg(plan: Plan, kind: str, chart_id: str) -> str | None:
@@ -191,10 +197,10 @@ def share_svg(plan: Plan, kind: str, chart_id: str) -> str | None:
         top = max([c.max_share for c in rows] + [c.cap or 0.0 for c in rows])
         ax.set_ylim(0, min(1.05, top * 1.15 + 0.02))
         ax.set_ylabel(f"share of chips in use ({kind})")
-        _period_axis(ax, labels)
-        _legend_right(ax)
+        period_axis(ax, labels)
+        legend_right(ax)
 
-    return _draw(chart_id, f"chip share by {kind}", (9.0, 3.4), draw)
+    return draw_svg(chart_id, f"chip share by {kind}", (9.0, 3.4), draw)
 
 
 def _caps(ax: Axes, rows: Sequence[Concentration], colour: dict[str, str]) -> None:
@@ -235,11 +241,11 @@ def contracts_svg(plan: Plan, chart_id: str = "chart-contracts") -> str | None:
                 continue
             _contract_panel(ax, contracts[i], labels, first=(i == 0))
             if i >= len(contracts) - cols:  # bottom row of each column
-                _period_axis(ax, labels, max_ticks=6)
+                period_axis(ax, labels, max_ticks=6)
                 ax.tick_params(labelbottom=True)
 
     height = 0.6 + 2.3 * rows
-    return _draw(chart_id, "contract utilisation", (3.6 * cols + 0.6, height), draw)
+    return draw_svg(chart_id, "contract utilisation", (3.6 * cols + 0.6, height), draw)
 
 
 def _contract_panel(ax: Axes, c: ContractUse, labels: Sequence[str], first: bool) -> None:
@@ -346,6 +352,6 @@ def survivability_svg(plan: Plan, chart_id: str = "chart-survivability") -> str 
     # sized so that, scaled to a ~1100 px wide page, the cell text stays readable
     width = max(5.5, 2.6 + 0.44 * len(columns))
     height = max(2.2, 1.4 + 0.3 * len(rows))
-    return _draw(
+    return draw_svg(
         chart_id, "survivability: share kept after losing one domain", (width, height), draw
     )

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from cloudhedge import __version__
 from cloudhedge.catalog import Catalog, load_builtin, load_offers_csv
+from cloudhedge.cli import stress_cmd
 from cloudhedge.cli.catalog_cmd import app as catalog_app
 from cloudhedge.core.errors import CatalogError, SpecError
 from cloudhedge.core.plan import Plan
@@ -165,17 +166,28 @@ def plan(
 @app.command()
 def schema(
     what: Annotated[
-        str, typer.Argument(help="'plan' (plan.json) or 'fleet' (the fleet spec).")
+        str,
+        typer.Argument(
+            help="'plan' (plan.json), 'stress' (stress.json) or 'fleet' (the fleet spec)."
+        ),
     ] = "plan",
 ) -> None:
-    """Print a JSON Schema: of plan.json or of the fleet spec."""
+    """Print a JSON Schema: of plan.json, of stress.json or of the fleet spec."""
+    from cloudhedge.core.stress_report import StressReport
     from cloudhedge.spec.schema import FleetSpec
 
-    models: dict[str, type[BaseModel]] = {"plan": Plan, "fleet": FleetSpec}
+    models: dict[str, type[BaseModel]] = {
+        "plan": Plan,
+        "stress": StressReport,
+        "fleet": FleetSpec,
+    }
     if what not in models:
         err.print(f"[red]unknown schema '{what}'[/]: expected one of {', '.join(models)}")
         raise typer.Exit(EXIT_INVALID)
     sys.stdout.write(json.dumps(models[what].model_json_schema(by_alias=True), indent=2) + "\n")
+
+
+app.command(name="stress")(stress_cmd.stress)
 
 
 def main() -> None:

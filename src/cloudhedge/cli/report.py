@@ -3,7 +3,8 @@
 :func:`write_report` writes, and :func:`render_report` returns, a single HTML document
 with inline CSS and inline SVG charts (from :mod:`cloudhedge.cli.charts`): no script,
 no font, no stylesheet or image is fetched from anywhere. Every string taken from the
-plan is escaped.
+plan is escaped. The page's building blocks are in :mod:`cloudhedge.cli.htmldoc`, shared
+with the stress report.
 
 Layout, top to bottom: the headline figures; the conflicts when the plan is
 infeasible (prominent, first); five charts (cost per period by provider, chip share by
@@ -16,13 +17,23 @@ binding constraints, reasons, solver statistics and notes.
 
 from __future__ import annotations
 
-import html
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cloudhedge.cli import charts
+from cloudhedge.cli.htmldoc import (
+    Cell,
+    CellLike,
+    esc,
+    figure,
+    html_table,
+    kpi_tiles,
+    more,
+    nav,
+    page,
+    para,
+    section,
+)
 from cloudhedge.cli.summary import (
     at_cap,
     contract_averages,
@@ -48,128 +59,6 @@ __all__ = ["render_report", "write_report"]
 
 MAX_UNMET_ROWS = 500
 MAX_PLACEMENT_ROWS = 400
-
-_CSS = """
-:root { --fg:#1f2328; --muted:#656d76; --line:#d0d7de; --bg:#f6f8fa; --red:#cf222e;
-  --green:#1a7f37; --amber:#9a6700; --blue:#0969da; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: var(--fg); margin: 0; background: #fff; }
-main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 64px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 36px 0 10px; padding-bottom: 4px;
-  border-bottom: 1px solid var(--line); }
-h3 { font-size: 14px; margin: 16px 0 6px; }
-.sub { color: var(--muted); margin: 0 0 16px; }
-.badge { display: inline-block; padding: 1px 10px; border-radius: 12px; font-size: 13px;
-  font-weight: 600; vertical-align: middle; color: #fff; }
-.badge.optimal { background: var(--green); } .badge.feasible { background: var(--amber); }
-.badge.infeasible { background: var(--red); }
-.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 10px;
-  margin: 16px 0; }
-.kpi { background: var(--bg); border: 1px solid var(--line); border-radius: 8px;
-  padding: 10px 12px; }
-.kpi .label { color: var(--muted); font-size: 12px; text-transform: uppercase;
-  letter-spacing: .04em; }
-.kpi .value { font-size: 18px; font-weight: 600; overflow-wrap: anywhere; }
-nav { font-size: 13px; margin: 8px 0 0; }
-nav a { color: var(--blue); text-decoration: none; margin-right: 12px; white-space: nowrap; }
-.conflicts { border: 2px solid var(--red); background: #ffebe9; border-radius: 8px;
-  padding: 12px 18px; margin: 18px 0; }
-.conflicts h2 { color: var(--red); border: 0; margin: 0 0 6px; }
-figure { margin: 18px 0; padding: 12px; border: 1px solid var(--line); border-radius: 8px; }
-figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }
-figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; }
-.empty { color: var(--muted); font-style: italic; margin: 6px 0; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr));
-  gap: 4px 24px; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: left;
-  vertical-align: top; }
-th { background: var(--bg); font-weight: 600; white-space: nowrap; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.total td { font-weight: 600; border-top: 2px solid var(--line); }
-.bad { color: var(--red); font-weight: 600; } .good { color: var(--green); }
-.warn { color: var(--amber); } .muted { color: var(--muted); }
-code { font-size: 12px; background: var(--bg); padding: 0 4px; border-radius: 4px; }
-details summary { cursor: pointer; color: var(--blue); margin: 6px 0; }
-ul.notes li { margin: 2px 0; }
-"""
-
-
-# ---------------------------------------------------------------------------
-# small HTML builders (every text goes through html.escape)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A table cell: text (escaped on output) with an optional CSS class."""
-
-    text: str
-    cls: str = ""
-
-
-CellLike = str | Cell
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _cell(value: CellLike, numeric: bool) -> str:
-    cell = value if isinstance(value, Cell) else Cell(value)
-    classes = " ".join(c for c in (("num" if numeric else ""), cell.cls) if c)
-    attr = f' class="{classes}"' if classes else ""
-    return f"<td{attr}>{_e(cell.text)}</td>"
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[CellLike]],
-    numeric: Iterable[int] = (),
-    total: Sequence[CellLike] | None = None,
-    empty: str = "none",
-) -> str:
-    nums = set(numeric)
-    body = [
-        "<tr>" + "".join(_cell(v, i in nums) for i, v in enumerate(row)) + "</tr>" for row in rows
-    ]
-    if not body:
-        return f'<p class="empty">{_e(empty)}</p>'
-    if total is not None:
-        cells = "".join(_cell(v, i in nums) for i, v in enumerate(total))
-        body.append(f'<tr class="total">{cells}</tr>')
-    head = "".join(
-        f'<th class="num">{_e(h)}</th>' if i in nums else f"<th>{_e(h)}</th>"
-        for i, h in enumerate(headers)
-    )
-    rows_html = "\n".join(body)
-    return (
-        f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n'
-        f"<tbody>\n{rows_html}\n</tbody></table></div>"
-    )
-
-
-def _section(section_id: str, title: str, *parts: str) -> str:
-    inner = "\n".join(p for p in parts if p)
-    return f'<section id="{_e(section_id)}">\n<h2>{_e(title)}</h2>\n{inner}\n</section>'
-
-
-def _p(text: str, cls: str = "") -> str:
-    attr = f' class="{cls}"' if cls else ""
-    return f"<p{attr}>{_e(text)}</p>"
-
-
-def _more(hidden: int, what: str) -> str:
-    return _p(f"… and {hidden} more {what}", "muted") if hidden > 0 else ""
-
-
-def _figure(chart_id: str, caption: str, svg: str | None, empty: str) -> str:
-    body = svg if svg is not None else f'<p class="empty">{_e(empty)}</p>'
-    return (
-        f'<figure id="{_e(chart_id)}">\n{body}\n<figcaption>{_e(caption)}</figcaption>\n</figure>'
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -206,14 +95,7 @@ def render_report(plan: Plan) -> str:
     ]
     title = f"cloudhedge plan: {plan.name}"
     body = "\n\n".join(s for s in sections if s)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        '<meta name="generator" content="cloudhedge">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"{_header(plan)}\n\n{body}\n</main>\n</body>\n</html>\n"
-    )
+    return page(title, _header(plan), body)
 
 
 _NAV = (
@@ -255,19 +137,14 @@ def _header(plan: Plan) -> str:
     ]
     if not feasible:
         kpis.insert(1, ("conflicts", str(len(plan.conflicts))))
-    tiles = "\n".join(
-        f'<div class="kpi"><div class="label">{_e(k)}</div><div class="value">{_e(v)}</div></div>'
-        for k, v in kpis
-    )
     links = ((("conflicts", "conflicts"),) if plan.conflicts else ()) + _NAV
-    nav = "\n".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in links)
     solved = f"{s.solver} {s.status}, {s.build_seconds + s.solve_seconds:.1f} s"
     return (
-        f"<header>\n<h1>{_e(plan.name)} "
-        f'<span class="badge {_e(plan.status)}">{_e(plan.status)}</span></h1>\n'
-        f'<p class="sub">cloudhedge plan · schema {_e(plan.schema_version)} · '
-        f"{_e(solved)}</p>\n"
-        f'<div class="kpis">\n{tiles}\n</div>\n<nav>{nav}</nav>\n</header>'
+        f"<header>\n<h1>{esc(plan.name)} "
+        f'<span class="badge {esc(plan.status)}">{esc(plan.status)}</span></h1>\n'
+        f'<p class="sub">cloudhedge plan · schema {esc(plan.schema_version)} · '
+        f"{esc(solved)}</p>\n"
+        f"{kpi_tiles(kpis)}\n{nav(links)}\n</header>"
     )
 
 
@@ -275,9 +152,9 @@ def _conflicts(plan: Plan) -> str:
     if not plan.conflicts:
         return ""
     items = "\n".join(
-        f'<li><strong>{_e(c.text)}</strong> <span class="muted">'
-        f"(<code>{_e(c.constraint)}</code> bends by {_e(format_number(c.violation))} "
-        f"{_e(c.unit)})</span></li>"
+        f'<li><strong>{esc(c.text)}</strong> <span class="muted">'
+        f"(<code>{esc(c.constraint)}</code> bends by {esc(format_number(c.violation))} "
+        f"{esc(c.unit)})</span></li>"
         for c in plan.conflicts
     )
     return (
@@ -295,31 +172,31 @@ def _charts(plan: Plan) -> str:
         nothing = "Nothing to draw: the plan is infeasible (see the conflicts above)."
     share_caption = "Share of chips in use per period by {}; dashed lines are the caps."
     figures = [
-        _figure(
+        figure(
             "chart-cost-by-provider",
             "Cost per period, stacked by provider (committed take-or-pay plus usage).",
             charts.cost_by_provider_svg(plan, "chart-cost-by-provider"),
             nothing,
         ),
-        _figure(
+        figure(
             "chart-share-provider",
             share_caption.format("provider"),
             charts.share_svg(plan, "provider", "chart-share-provider"),
             nothing,
         ),
-        _figure(
+        figure(
             "chart-share-vendor",
             share_caption.format("chip vendor"),
             charts.share_svg(plan, "vendor", "chart-share-vendor"),
             nothing,
         ),
-        _figure(
+        figure(
             "chart-contracts",
             "Contract utilisation: committed chips (grey) against chips used, per contract.",
             charts.contracts_svg(plan, "chart-contracts"),
             "The fleet has no contracts.",
         ),
-        _figure(
+        figure(
             "chart-survivability",
             "Survivability: the worst share of demand kept after losing one domain "
             "(columns), per service and jurisdiction (rows). Red cells fall short of α.",
@@ -329,7 +206,7 @@ def _charts(plan: Plan) -> str:
             else nothing,
         ),
     ]
-    return _section("charts", "Charts", *figures)
+    return section("charts", "Charts", *figures)
 
 
 def _shares(values: dict[str, float]) -> tuple[list[list[CellLike]], list[CellLike]]:
@@ -344,11 +221,11 @@ def _shares(values: dict[str, float]) -> tuple[list[list[CellLike]], list[CellLi
 def _cost(plan: Plan) -> str:
     c = plan.cost
     if plan.status == "infeasible":
-        return _section(
-            "cost", "Cost breakdown", _p("No plan, no cost: see the conflicts.", "empty")
+        return section(
+            "cost", "Cost breakdown", para("No plan, no cost: see the conflicts.", "empty")
         )
     parts = [
-        _p(
+        para(
             f"Total {format_usd(c.total_usd)} = committed {format_usd(c.committed_fixed_usd)}"
             f" + usage {format_usd(c.usage_usd)}. The unmet-demand penalty"
             f" ({format_usd(c.penalty_usd)}) is not money spent and is excluded."
@@ -362,14 +239,16 @@ def _cost(plan: Plan) -> str:
     ):
         rows, total = _shares(values)
         tables.append(
-            f"<div><h3>{_e(title)}</h3>"
-            + _table([title.split()[-1], "USD", "share"], rows, (1, 2), total if rows else None)
+            f"<div><h3>{esc(title)}</h3>"
+            + html_table([title.split()[-1], "USD", "share"], rows, (1, 2), total if rows else None)
             + "</div>"
         )
     parts.append('<div class="grid">' + "".join(tables) + "</div>")
     rows, total = _shares(c.by_workload)
-    parts.append("<h3>by workload</h3>" + _table(["workload", "USD", "share"], rows, (1, 2), total))
-    return _section("cost", "Cost breakdown", *parts)
+    parts.append(
+        "<h3>by workload</h3>" + html_table(["workload", "USD", "share"], rows, (1, 2), total)
+    )
+    return section("cost", "Cost breakdown", *parts)
 
 
 def _pools(plan: Plan) -> str:
@@ -409,7 +288,7 @@ def _pools(plan: Plan) -> str:
         "util",
         "periods full",
     ]
-    return _section("pools", "Pools", _table(headers, rows, (5, 7, 8, 9, 10)))
+    return section("pools", "Pools", html_table(headers, rows, (5, 7, 8, 9, 10)))
 
 
 def _placements(plan: Plan) -> str:
@@ -429,15 +308,15 @@ def _placements(plan: Plan) -> str:
         ]
         for (workload, pool), items in ordered[:MAX_PLACEMENT_ROWS]
     ]
-    table = _table(
+    table = html_table(
         ["workload", "pool", "periods", "avg chips", "usage USD"],
         rows,
         (3, 4),
         empty="no allocations",
     )
     body = f"<details><summary>{len(groups)} workload × pool placements</summary>{table}"
-    body += _more(len(ordered) - MAX_PLACEMENT_ROWS, "placements (see plan.json)") + "</details>"
-    return _section("placements", "Placements by workload and pool", body)
+    body += more(len(ordered) - MAX_PLACEMENT_ROWS, "placements (see plan.json)") + "</details>"
+    return section("placements", "Placements by workload and pool", body)
 
 
 def _concentration(plan: Plan) -> str:
@@ -458,8 +337,8 @@ def _concentration(plan: Plan) -> str:
                 flag,
             ]
         )
-    table = _table(["kind", "domain", "max share", "cap", ""], rows, (2, 3))
-    return _section("concentration", "Concentration", table)
+    table = html_table(["kind", "domain", "max share", "cap", ""], rows, (2, 3))
+    return section("concentration", "Concentration", table)
 
 
 def _contracts(plan: Plan) -> str:
@@ -499,12 +378,12 @@ def _contracts(plan: Plan) -> str:
     ]
     wasted = sum(c.wasted_usd_total for c in plan.contracts)
     intro = (
-        _p(f"Take-or-pay commitment paid but not used: {format_usd(wasted)} over the horizon.")
+        para(f"Take-or-pay commitment paid but not used: {format_usd(wasted)} over the horizon.")
         if plan.contracts
         else ""
     )
-    table = _table(headers, rows, (3, 4, 5, 6, 7, 8), empty="no contracts")
-    return _section("contracts", "Contracts", intro, table)
+    table = html_table(headers, rows, (3, 4, 5, 6, 7, 8), empty="no contracts")
+    return section("contracts", "Contracts", intro, table)
 
 
 def _survivability(plan: Plan) -> str:
@@ -524,24 +403,24 @@ def _survivability(plan: Plan) -> str:
     ]
     failing = sum(not c.ok for c in cells)
     intro = (
-        _p(f"{failing} of {len(cells)} cells fall short of α.", "bad" if failing else "")
+        para(f"{failing} of {len(cells)} cells fall short of α.", "bad" if failing else "")
         if cells
         else ""
     )
-    table = _table(
+    table = html_table(
         ["lose", "service / jurisdiction", "worst kept", "α", ""],
         rows,
         (2, 3),
         empty="no survivability rules",
     )
-    return _section("survivability", "Survivability", intro, table)
+    return section("survivability", "Survivability", intro, table)
 
 
 def _unmet(plan: Plan) -> str:
     if plan.status == "infeasible":
-        return _section("unmet", "Unmet demand", _p("No plan: see the conflicts.", "empty"))
+        return section("unmet", "Unmet demand", para("No plan: see the conflicts.", "empty"))
     if not plan.unmet:
-        return _section("unmet", "Unmet demand", _p("All demand served.", "good"))
+        return section("unmet", "Unmet demand", para("All demand served.", "good"))
     labels = plan.horizon.labels
     ordered = sorted(plan.unmet, key=lambda u: (u.workload, u.period or 0, u.jurisdiction or ""))
     rows: list[list[CellLike]] = [
@@ -555,12 +434,12 @@ def _unmet(plan: Plan) -> str:
         ]
         for u in ordered[:MAX_UNMET_ROWS]
     ]
-    table = _table(["workload", "kind", "jurisdiction", "period", "unmet", "cause"], rows, (4,))
-    return _section(
+    table = html_table(["workload", "kind", "jurisdiction", "period", "unmet", "cause"], rows, (4,))
+    return section(
         "unmet",
         "Unmet demand",
         table,
-        _more(len(ordered) - MAX_UNMET_ROWS, "rows (see plan.json)"),
+        more(len(ordered) - MAX_UNMET_ROWS, "rows (see plan.json)"),
     )
 
 
@@ -592,8 +471,8 @@ def _training(plan: Plan) -> str:
         "cost",
         "reason",
     ]
-    table = _table(headers, rows, (5, 6, 7), empty="no training runs")
-    return _section("training", "Training placements", table)
+    table = html_table(headers, rows, (5, 6, 7), empty="no training runs")
+    return section("training", "Training placements", table)
 
 
 def _unit_economics(plan: Plan) -> str:
@@ -606,13 +485,13 @@ def _unit_economics(plan: Plan) -> str:
         ]
         for u in sorted(plan.unit_economics, key=lambda u: (-u.cost_usd, u.workload))
     ]
-    table = _table(
+    table = html_table(
         ["service", "tokens served", "cost", "USD per million tokens"],
         rows,
         (1, 2, 3),
         empty="no inference services",
     )
-    return _section("unit-economics", "Unit economics", table)
+    return section("unit-economics", "Unit economics", table)
 
 
 def _hedges(plan: Plan) -> str:
@@ -625,11 +504,11 @@ def _hedges(plan: Plan) -> str:
         ]
         for h in top_hedges(plan)
     ]
-    table = _table(
+    table = html_table(
         ["policy", "cost of the hedge", "status", ""], rows, (1,), empty="no hedge costs computed"
     )
-    intro = _p("What each policy costs: plan cost with the policy minus without it.", "muted")
-    return _section("hedge-costs", "Hedge costs", intro if rows else "", table)
+    intro = para("What each policy costs: plan cost with the policy minus without it.", "muted")
+    return section("hedge-costs", "Hedge costs", intro if rows else "", table)
 
 
 def _shadow_prices(plan: Plan) -> str:
@@ -637,8 +516,10 @@ def _shadow_prices(plan: Plan) -> str:
         [Cell(s.constraint), s.kind, format_usd(s.usd), s.unit, shadow_sentence(s)]
         for s in top_shadow_prices(plan)
     ]
-    table = _table(["constraint", "kind", "USD", "per", ""], rows, (2,), empty="no shadow prices")
-    return _section("shadow-prices", "Shadow prices", table)
+    table = html_table(
+        ["constraint", "kind", "USD", "per", ""], rows, (2,), empty="no shadow prices"
+    )
+    return section("shadow-prices", "Shadow prices", table)
 
 
 def _binding(plan: Plan) -> str:
@@ -647,15 +528,15 @@ def _binding(plan: Plan) -> str:
         [Cell(b.constraint), format_periods(b.periods, labels) or "—", b.text]
         for b in plan.binding_constraints
     ]
-    table = _table(["constraint", "periods", ""], rows, empty="no binding constraints")
-    return _section("binding", "Binding constraints", table)
+    table = html_table(["constraint", "periods", ""], rows, empty="no binding constraints")
+    return section("binding", "Binding constraints", table)
 
 
 def _reasons(plan: Plan) -> str:
     rows: list[list[CellLike]] = [
         [r.workload, r.text] for r in sorted(plan.reasons, key=lambda r: r.workload)
     ]
-    return _section("reasons", "Reasons", _table(["workload", "why"], rows, empty="no reasons"))
+    return section("reasons", "Reasons", html_table(["workload", "why"], rows, empty="no reasons"))
 
 
 def _solver(plan: Plan) -> str:
@@ -682,11 +563,11 @@ def _solver(plan: Plan) -> str:
         ["gap limit", "—" if s.gap_limit is None else format_share(s.gap_limit, 2)],
         ["threads", opt(s.threads)],
     ]
-    return _section("solver", "Solver statistics", _table(["", ""], rows))
+    return section("solver", "Solver statistics", html_table(["", ""], rows))
 
 
 def _notes(plan: Plan) -> str:
     if not plan.notes:
-        return _section("notes", "Notes", _p("No assumptions to report.", "empty"))
-    items = "\n".join(f"<li>{_e(n)}</li>" for n in plan.notes)
-    return _section("notes", "Notes and assumptions", f'<ul class="notes">\n{items}\n</ul>')
+        return section("notes", "Notes", para("No assumptions to report.", "empty"))
+    items = "\n".join(f"<li>{esc(n)}</li>" for n in plan.notes)
+    return section("notes", "Notes and assumptions", f'<ul class="notes">\n{items}\n</ul>')

@@ -7,7 +7,9 @@ months, five providers) fits in about a screen and a half; the HTML report
 (:mod:`cloudhedge.cli.report`) has everything in full.
 
 The formatting helpers (:func:`format_usd`, :func:`format_number`, :func:`format_share`,
-:func:`format_periods`) are shared with the report and the charts.
+:func:`format_periods`) are shared with the report and the charts, and the table
+builders (:func:`compact_table`, :func:`bullets`) with the stress
+summary (:mod:`cloudhedge.cli.stress_summary`).
 
 Every string that comes from the plan is printed as :class:`rich.text.Text`, never as
 markup, so a name containing ``[red]`` prints as itself.
@@ -269,10 +271,14 @@ def unmet_groups(rows: Iterable[Unmet]) -> list[UnmetGroup]:
     return sorted(out, key=lambda g: (-g.peak, g.workload))
 
 
+def label_span(labels: Sequence[str]) -> str:
+    """First and last period label: ``"2025-01..2026-12"`` (``"?"`` without labels)."""
+    return f"{labels[0]}..{labels[-1]}" if labels else "?"
+
+
 def horizon_span(plan: Plan) -> str:
     """``"2025-01..2026-12"``."""
-    labels = plan.horizon.labels
-    return f"{labels[0]}..{labels[-1]}" if labels else "?"
+    return label_span(plan.horizon.labels)
 
 
 def horizon_length(plan: Plan) -> str:
@@ -298,6 +304,42 @@ def training_window(tp: TrainingPlacement, labels: Sequence[str]) -> str:
         return ""
     end = tp.end_period if tp.end_period is not None else tp.start_period
     return format_periods(range(tp.start_period, end + 1), labels)
+
+
+# ---------------------------------------------------------------------------
+# rich building blocks (shared with stress_summary.py)
+
+
+def compact_table(title: str, *columns: str, right: Sequence[int] = ()) -> Table:
+    """A titled table in the summary's compact style; columns in ``right`` right-aligned."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        header_style="dim",
+        caption_justify="left",
+        caption_style="dim",
+    )
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="right" if i in right else "left")
+    return table
+
+
+def bullets(title: str, lines: Sequence[Text], hidden: int, what: str) -> Text:
+    """A bold title and one bullet per line; ``… and N more WHAT`` when lines were hidden."""
+    out = Text()
+    out.append(title + "\n", style="bold")
+    for line in lines:
+        out.append("  • ")
+        out.append_text(line)
+        out.append("\n")
+    if hidden > 0:
+        out.append(f"  … and {hidden} more {what}\n", style="dim")
+    out.rstrip()
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -335,23 +377,6 @@ def _pair(
     grid.add_column()
     grid.add_row(*items)
     return grid
-
-
-def _table(title: str, *columns: str, right: Sequence[int] = ()) -> Table:
-    table = Table(
-        title=title,
-        title_justify="left",
-        title_style="bold",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        header_style="dim",
-        caption_justify="left",
-        caption_style="dim",
-    )
-    for i, name in enumerate(columns):
-        table.add_column(name, justify="right" if i in right else "left")
-    return table
 
 
 def _more(table: Table, hidden: int, what: str = "more") -> None:
@@ -423,7 +448,7 @@ def _cost_by_provider(plan: Plan) -> Table | None:
     if not items:
         return None
     total = sum(v for _, v in items)
-    table = _table("Cost by provider", "provider", "USD", "share", "", right=(1, 2))
+    table = compact_table("Cost by provider", "provider", "USD", "share", "", right=(1, 2))
     for name, usd in items[:MAX_PROVIDERS]:
         share = usd / total if total > 0 else 0.0
         bar = "█" * max(0, round(12 * share))
@@ -440,7 +465,7 @@ def _concentration(plan: Plan) -> Table | None:
     ]
     if not rows:
         return None
-    table = _table(
+    table = compact_table(
         "Concentration (max chip share)", "kind", "domain", "max", "cap", "", right=(2, 3)
     )
     shown = rows[:MAX_CONCENTRATION]
@@ -468,7 +493,7 @@ def _concentration(plan: Plan) -> Table | None:
 def _contracts(plan: Plan) -> Table | None:
     if not plan.contracts:
         return None
-    table = _table(
+    table = compact_table(
         "Contracts (avg over term)",
         "contract",
         "committed",
@@ -503,7 +528,7 @@ def _survivability(plan: Plan) -> Table | None:
     domains = survivability_by_domain(plan.survivability)
     if not domains:
         return None
-    table = _table(
+    table = compact_table(
         "Survivability (lose one domain)", "lose", "worst kept", "α", "worst for", "", right=(1, 2)
     )
     for d in domains[:MAX_SURVIVABILITY]:
@@ -529,7 +554,7 @@ def _unmet(plan: Plan) -> RenderableType:
     if not groups:
         return Text("✓ all demand served", style="green")
     labels = plan.horizon.labels
-    table = _table("Unmet demand", "workload", "when / where", "peak", "cause", right=(2,))
+    table = compact_table("Unmet demand", "workload", "when / where", "peak", "cause", right=(2,))
     for g in groups[:MAX_UNMET]:
         where = format_periods(g.periods, labels) if g.periods else "whole horizon"
         if g.jurisdictions:
@@ -548,7 +573,7 @@ def _training(plan: Plan) -> Table | None:
     if not plan.training:
         return None
     labels = plan.horizon.labels
-    table = _table("Training placements", "run", "pool", "when", "gang", right=(3,))
+    table = compact_table("Training placements", "run", "pool", "when", "gang", right=(3,))
     ordered = sorted(
         plan.training, key=lambda tp: (tp.scheduled, tp.start_period or 0, tp.workload)
     )
@@ -575,7 +600,9 @@ def _unit_economics(plan: Plan) -> Table | None:
     rows = sorted(plan.unit_economics, key=lambda u: (-u.cost_usd, u.workload))
     if not rows:
         return None
-    table = _table("Unit economics", "service", "tokens", "cost", "USD/Mtok", right=(1, 2, 3))
+    table = compact_table(
+        "Unit economics", "service", "tokens", "cost", "USD/Mtok", right=(1, 2, 3)
+    )
     for u in rows[:MAX_UNIT_ECONOMICS]:
         per_m = "—" if u.usd_per_million_tokens is None else f"{u.usd_per_million_tokens:.3g}"
         table.add_row(
@@ -583,19 +610,6 @@ def _unit_economics(plan: Plan) -> Table | None:
         )
     _more(table, len(rows) - MAX_UNIT_ECONOMICS, "more services")
     return table
-
-
-def _bullets(title: str, lines: Sequence[Text], hidden: int, what: str) -> Text:
-    out = Text()
-    out.append(title + "\n", style="bold")
-    for line in lines:
-        out.append("  • ")
-        out.append_text(line)
-        out.append("\n")
-    if hidden > 0:
-        out.append(f"  … and {hidden} more {what}\n", style="dim")
-    out.rstrip()
-    return out
 
 
 def _hedges(plan: Plan) -> Text | None:
@@ -608,7 +622,7 @@ def _hedges(plan: Plan) -> Text | None:
         if h.cost_usd is None and h.text:
             line.append(f" ({h.status})", style="dim")
         lines.append(line)
-    return _bullets("Hedge costs", lines, len(hedges) - MAX_HEDGES, "policies")
+    return bullets("Hedge costs", lines, len(hedges) - MAX_HEDGES, "policies")
 
 
 def _shadow_prices(plan: Plan) -> Text | None:
@@ -616,11 +630,11 @@ def _shadow_prices(plan: Plan) -> Text | None:
     if not prices:
         return None
     lines = [Text(shadow_sentence(s)) for s in prices[:MAX_SHADOW_PRICES]]
-    return _bullets("Top shadow prices", lines, len(prices) - MAX_SHADOW_PRICES, "(see report)")
+    return bullets("Top shadow prices", lines, len(prices) - MAX_SHADOW_PRICES, "(see report)")
 
 
 def _notes(plan: Plan) -> Text | None:
     if not plan.notes:
         return None
     lines = [Text(n, style="dim") for n in plan.notes[:MAX_NOTES]]
-    return _bullets("Notes", lines, len(plan.notes) - MAX_NOTES, "notes (see report)")
+    return bullets("Notes", lines, len(plan.notes) - MAX_NOTES, "notes (see report)")

@@ -206,13 +206,8 @@ def providers(fleet: Fleet) -> list[str]:
     return sorted({p.provider for p in fleet.pools})
 
 
-def single_provider(fleet: Fleet, provider: str, options: PlanOptions | None = None) -> Plan:
-    """The planner on one provider's pools and contracts; caps and survivability off.
-
-    Exclusivity, residency and budget stay on. The plan's concentration and
-    survivability cells are still measured against the fleet's caps and alphas, so
-    they show what putting everything on one provider breaks.
-    """
+def single_provider_fleet(fleet: Fleet, provider: str) -> Fleet:
+    """The fleet restricted to one provider's pools and contracts."""
     pools = tuple(p for p in fleet.pools if p.provider == provider)
     if not pools:
         raise ValueError(f"no pool of provider {provider!r} in fleet {fleet.name!r}")
@@ -220,8 +215,18 @@ def single_provider(fleet: Fleet, provider: str, options: PlanOptions | None = N
     contracts = tuple(replace(c, pools=tuple(n for n in c.pools if n in names))
                       for c in fleet.contracts
                       if c.provider == provider and any(n in names for n in c.pools))
-    sub = fleet.copy(name=f"{fleet.name} [single provider: {provider}]", pools=pools,
-                     contracts=contracts)
+    return fleet.copy(name=f"{fleet.name} [single provider: {provider}]", pools=pools,
+                      contracts=contracts)
+
+
+def single_provider(fleet: Fleet, provider: str, options: PlanOptions | None = None) -> Plan:
+    """The planner on one provider's pools and contracts; caps and survivability off.
+
+    Exclusivity, residency and budget stay on. The plan's concentration and
+    survivability cells are still measured against the fleet's caps and alphas, so
+    they show what putting everything on one provider breaks.
+    """
+    sub = single_provider_fleet(fleet, provider)
     opts = options or PlanOptions()
     sw = opts.switches
     switches = PolicySwitches(caps=(), survivability=(), exclusivity=sw.exclusivity,

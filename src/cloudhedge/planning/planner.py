@@ -64,6 +64,7 @@ class PlanOptions:
     solve: SolveOptions = field(default_factory=SolveOptions)
     explain: bool = True  # hedge costs (one re-solve per policy)
     conflicts: bool = True  # with unmet demand, the elastic analysis of what conflicts
+    duals: bool = True  # shadow prices and dual-based binding constraints (one more LP)
     hedge_time_limit_s: float | None = None  # per re-solve; default: solve's limit
     switches: PolicySwitches = field(default_factory=PolicySwitches)
 
@@ -106,8 +107,8 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
     found = []
     if d.penalty > 1.0 and options.conflicts:
         found = explain.conflicts(fleet, options.switches, options.solve, d.penalty)
-    fixed = fixed_lp(model, sol.x, options.solve)
-    dual = fixed.row_dual if fixed.has_solution else None
+    fixed = fixed_lp(model, sol.x, options.solve) if options.duals else None
+    dual = fixed.row_dual if fixed is not None and fixed.has_solution else None
     hedges: list[HedgeCost] = []
     if options.explain and sol.objective is not None:
         hopts = SolveOptions(time_limit_s=options.hedge_time_limit_s
@@ -115,7 +116,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
                              threads=options.solve.threads)
         hedges = explain.hedge_costs(fleet, sol.objective, hopts, sol.mip_bound)
     prices: list[ShadowPrice] = explain.shadow_prices(ix, model, fixed, d.use) \
-        if fixed.has_solution else []
+        if fixed is not None and fixed.has_solution else []
     bind: list[BindingConstraint] = explain.binding(ix, model, sol.x, dual)
     status = "infeasible" if found else sol.status
     return assemble(ix, model, d, stats.model_copy(update={"status": status}), status,

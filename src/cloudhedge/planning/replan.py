@@ -27,6 +27,7 @@ from cloudhedge.core.errors import PlanningError
 from cloudhedge.core.models import (
     BatchJob,
     Contract,
+    DomainKind,
     Fleet,
     InferenceService,
     Pool,
@@ -47,6 +48,9 @@ class ScenarioInputs:
     price_factor: FloatArray  # (P, T)
     demand_factor: Mapping[str, FloatArray]  # workload -> (T,)
     start: int
+    # kinds of failure domain the scenario takes out whole: the N-1 promise of that
+    # kind has been drawn on, so the re-plan does not ask for it again (no N-2)
+    spent: tuple[DomainKind, ...] = ()
 
 
 def scenario_fleet(fleet: Fleet, plan: Plan, s: ScenarioInputs) -> tuple[Fleet, list[str]]:
@@ -226,24 +230,38 @@ def replan(fleet: Fleet, plan: Plan, inputs: ScenarioInputs,
            options: PlanOptions | None = None) -> tuple[Plan, list[str]]:
     """Re-solve ``fleet`` under a scenario from ``inputs.start`` on, the past fixed.
 
-    Returns the re-plan (no hedge costs or conflict analysis: those answer other
-    questions) and the notes on what was carried over from ``plan``.
+    Returns the re-plan (no hedge costs, conflict analysis or shadow prices: those
+    answer other questions) and the notes on what was carried over from ``plan``.
     """
     if plan.horizon.periods != fleet.horizon.periods:
         raise PlanningError(f"the plan has {plan.horizon.periods} periods, the fleet "
                             f"{fleet.horizon.periods}: they do not belong together")
     scenario, notes = scenario_fleet(fleet, plan, inputs)
-    opts = replace(options or PlanOptions(), explain=False, conflicts=False)
+    opts = replace(options or PlanOptions(), explain=False, conflicts=False, duals=False)
+    rules = fleet.policies.survivability
+    keep = tuple(i for i, r in enumerate(rules) if r.kind not in inputs.spent
+                 and opts.switches.keeps_survivability(i))
+    if len(keep) < len(rules):
+        gone = sorted({str(r.kind) for r in rules if r.kind in inputs.spent})
+        notes.append(f"survivability per {', '.join(gone)} is not asked of the re-plan: the "
+                     f"scenario takes such a domain out, which is what it promised against")
+        opts = replace(opts, switches=replace(opts.switches, survivability=keep))
 
     def prepare(ix: FleetIndex, model: Model) -> None:
         fix_past(ix, model, plan, inputs.start)
 
     out = make_plan(scenario, opts, price_factor=inputs.price_factor, prepare=prepare)
-    if out.status == "infeasible":
-        # the scenario leaves no way to keep every cap and survivability rule: the
-        # re-plan keeps exclusivity and residency (structural) and drops the rest
-        notes.append("caps and survivability cannot all hold under this scenario; "
-                     "re-planned without them (exclusivity and residency kept)")
+    blocked = [u for u in out.unmet if u.cause.startswith("policy")]
+    if out.status == "infeasible" or blocked:
+        # the policies leave demand unmet (or cannot hold at all) under this scenario:
+        # an operator serves first; the re-plan keeps exclusivity and residency (law
+        # and contracts) and lets caps and survivability bend, and says so
         loose = replace(opts, switches=replace(opts.switches, caps=(), survivability=()))
-        out = make_plan(scenario, loose, price_factor=inputs.price_factor, prepare=prepare)
+        bent = make_plan(scenario, loose, price_factor=inputs.price_factor, prepare=prepare)
+        if bent.status != "infeasible":
+            what = "cannot all hold" if out.status == "infeasible" else \
+                f"would leave {len(blocked)} demand-periods unmet"
+            notes.append(f"caps and survivability {what} under this scenario; re-planned "
+                         f"without them (exclusivity and residency kept)")
+            out = bent
     return out, notes

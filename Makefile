@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo stress test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/cloudhedge plan examples/frontier-lab.yaml --out plan.json --report report.html
 
+stress: $(STAMP)
+	test -f plan.json || $(BIN)/cloudhedge plan examples/frontier-lab.yaml --out plan.json -q
+	$(BIN)/cloudhedge stress examples/frontier-lab.yaml --plan plan.json --out stress.json --report stress.html
+
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
@@ -23,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/planner.py
+	$(BIN)/python bench/stress.py
 
 clean:
-	rm -rf $(VENV) plan.json report.html
+	rm -rf $(VENV) plan.json report.html stress.json stress.html

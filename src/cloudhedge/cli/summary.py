@@ -47,7 +47,7 @@ __all__ = [
     "render_summary",
 ]
 
-_SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
+_SUFFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
 # Row caps: the summary is a glance; the report has the rest.
 MAX_PROVIDERS = 8

@@ -40,6 +40,7 @@ from cloudhedge.stress.state import BoolArray, FloatArray, IntArray, PlanState
 
 SECONDS_PER_HOUR = 3600.0
 TOKENS_EPS = 1e-6  # tokens/s: below this a deficit is rounding, not a loss
+ROUNDING_SHARE = 1e-6  # of demand: an unserved share below this is plan.json rounding
 CHIPS_EPS = 1e-6  # chips: tolerance when a gang is checked against free chips
 
 
@@ -240,7 +241,10 @@ class _Simulation:
         cost = self._cost()
         plan_cost = st.plan_cost_usd
         extra = _sum_last(cost - plan_cost[None, :])
-        unserved_tokens = (demand - served) * SECONDS_PER_HOUR * self.H
+        gap = demand - served
+        # plan.json rounds chips to 4 decimals: a deficit this small is that, not a loss
+        gap = np.where(gap <= ROUNDING_SHARE * demand, 0.0, gap)
+        unserved_tokens = gap * SECONDS_PER_HOUR * self.H
         services = tuple(dict.fromkeys(u.service.name for u in st.units))
         svc_pos = {name: v for v, name in enumerate(services)}
         return Impact(

@@ -93,3 +93,54 @@ def test_not_a_plan_file_is_refused(tmp_path: Path) -> None:
     res = runner.invoke(app, ["stress", STARTUP, "--plan", str(plan), "--samples", "0"])
     assert res.exit_code == EXIT_INVALID
     assert "not a plan.json" in " ".join(res.output.split())
+
+
+def _risk_doc(tmp_path: Path, model: str | None, name: str) -> dict[str, object]:
+    out = tmp_path / f"{name}.json"
+    args = ["stress", STARTUP, "--scenario", "builtin:n-1-oci", "--samples", "512",
+            "--no-replan", "--no-hedge-value", "--out", str(out), "-q"]
+    if model is not None:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(model)
+        args += ["--risk-model", str(path)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    risk = json.loads(out.read_text())["risk"]
+    assert isinstance(risk, dict)
+    return risk
+
+
+def test_risk_model_overrides_change_the_numbers(tmp_path: Path) -> None:
+    base = _risk_doc(tmp_path, None, "base")
+    calm = _risk_doc(tmp_path, """availability:
+  region: {outages_per_year: 0}
+  provider: {outages_per_year: 0}
+  spot: {preemption_rate_per_hour: 0}
+""", "calm")
+    stormy = _risk_doc(tmp_path, """availability:
+  regions:
+    oci/us-ashburn-1: {outages_per_year: 40, median_hours: 48}
+""", "stormy")
+    assert calm["extra_cost_usd"]["mean"] <= base["extra_cost_usd"]["mean"]
+    assert stormy["lost_chip_hours"]["mean"] > base["lost_chip_hours"]["mean"]
+    scopes = {m["scope"]: m for m in stormy["model"]}
+    assert scopes["region:oci/us-ashburn-1"]["source"] == "override"
+    assert scopes["region:oci/us-ashburn-1"]["outages_per_year"] == 40
+    assert scopes["region:aws/us-east-1"]["source"].startswith("default")
+
+
+def test_risk_model_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "risk.yaml"
+    bad.write_text("availability:\n  regions:\n    oci/us-ashburn-9: {outages_per_year: 2}\n"
+                   "  provider: {outages_per_yeer: 1}\n")
+    res = runner.invoke(app, ["stress", STARTUP, "--scenario", "builtin:n-1-oci",
+                              "--risk-model", str(bad), "--no-replan", "--no-hedge-value"])
+    assert res.exit_code == EXIT_INVALID
+    text = " ".join(res.output.split())
+    assert f"{bad}:4:" in text and "outages_per_yeer" in text
+    bad.write_text("availability:\n  regions:\n    oci/us-ashburn-9: {outages_per_year: 2}\n")
+    res = runner.invoke(app, ["stress", STARTUP, "--scenario", "builtin:n-1-oci",
+                              "--risk-model", str(bad), "--no-replan", "--no-hedge-value"])
+    assert res.exit_code == EXIT_INVALID
+    text = " ".join(res.output.split())
+    assert f"{bad}:3:" in text and "oci/us-ashburn-1" in text

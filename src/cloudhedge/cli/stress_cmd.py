@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cloudhedge.core.errors import CatalogError, PlanningError, SpecError
+from cloudhedge.core.errors import CatalogError, PlanningError, SpecError, SpecIssue
+from cloudhedge.core.models import Fleet
 from cloudhedge.core.plan import Plan
+from cloudhedge.spec.source import SourceMap
+
+if TYPE_CHECKING:
+    from cloudhedge.stress.risk import RiskModel
 
 DEFAULT_SWEEPS = ("n-1-provider", "n-1-vendor", "shocks")
 
@@ -101,8 +107,7 @@ def stress(
             chosen += [Labelled(s, fam) for s in family(fleet, fam)]
         chosen = list({lab.scenario.name: lab for lab in chosen}.values())  # first wins
         if risk_model is not None:
-            options = StressOptions(**{**options.__dict__,
-                                       "risk_model": _load_risk_model(risk_model)})
+            options = replace(options, risk_model=_load_risk_model(risk_model, fleet))
         base = _read_plan(plan_path) if plan_path is not None else None
     except (SpecError, CatalogError, FileNotFoundError, ValueError) as exc:
         raise _fail_input(exc) from None
@@ -149,12 +154,29 @@ def _read_plan(path: Path) -> Plan:
                          f"{exc.error_count()} problem(s))") from None
 
 
-def _load_risk_model(path: Path) -> Any:
+def _load_risk_model(path: Path, fleet: Fleet) -> RiskModel:
+    """Availability overrides from a YAML file (under ``availability:``), checked against
+    the fleet; every problem located at its line in the file."""
     from cloudhedge.spec.loader import parse_yaml
-    from cloudhedge.stress.risk import RiskModel
+    from cloudhedge.stress.risk import RiskModel, check_names
 
-    data, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with an 'availability' key")
-    body = data.get("availability", data)
-    return RiskModel.from_mapping(body, file=str(path), path="availability")
+    data, src = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    nested = isinstance(data, dict) and "availability" in data
+    body = data.get("availability") if nested else data
+    if not isinstance(body, dict):
+        raise ValueError(f"{path}: expected a mapping (under 'availability:') of overrides; "
+                         f"see docs/stress-model.md")
+    try:
+        model = RiskModel.from_mapping(body, file=str(path), path="availability")
+        check_names(fleet, model)
+    except SpecError as exc:
+        raise SpecError([_locate(i, src, nested) for i in exc.issues]) from None
+    return model
+
+
+def _locate(issue: SpecIssue, src: SourceMap, nested: bool) -> SpecIssue:
+    """The issue at its key's line and column (paths are dotted, from 'availability')."""
+    parts = tuple(issue.path.split("."))
+    key = parts if nested else parts[1:]
+    located = src.issue(key, issue.message, issue.suggestion, at_key=True)
+    return replace(located, path=issue.path)

@@ -26,6 +26,7 @@ import numpy as np
 
 from cloudhedge.core.errors import SpecError, SpecIssue
 from cloudhedge.core.models import Fleet, Tier
+from cloudhedge.spec.source import suggest
 from cloudhedge.stress.effects import Effects
 from cloudhedge.stress.impact import SECONDS_PER_HOUR, immediate
 from cloudhedge.stress.state import BoolArray, FloatArray, IntArray, PlanState
@@ -240,7 +241,7 @@ class Sampler:
     """Draws Effects for a fleet under a model; cheap to pickle to worker processes."""
 
     def __init__(self, fleet: Fleet, model: RiskModel) -> None:
-        _check_names(fleet, model)
+        check_names(fleet, model)
         self.P, self.T = len(fleet.pools), fleet.horizon.periods
         self.H = fleet.horizon.period_hours
         regions = sorted({(p.provider, p.region) for p in fleet.pools})
@@ -320,14 +321,15 @@ class Sampler:
         return lost, down
 
 
-def _check_names(fleet: Fleet, model: RiskModel) -> None:
+def check_names(fleet: Fleet, model: RiskModel) -> None:
     providers = {p.provider for p in fleet.pools}
     regions = {f"{p.provider}/{p.region}" for p in fleet.pools}
     issues = [SpecIssue("<risk model>", 0, 0, f"availability.providers.{name}",
-                        "no pool of the fleet is on this provider")
+                        "no pool of the fleet is on this provider",
+                        suggest(name, providers))
               for name in model.providers if name not in providers]
     issues += [SpecIssue("<risk model>", 0, 0, f"availability.regions.{key}",
-                         "no pool of the fleet is in this region")
+                         "no pool of the fleet is in this region", suggest(key, regions))
                for key in model.regions if key not in regions]
     if issues:
         raise SpecError(issues)
@@ -609,6 +611,7 @@ __all__ = [
     "ShortfallStats",
     "SpotModel",
     "TrainingRisk",
+    "check_names",
     "cvar",
     "monte_carlo",
     "sample",

@@ -348,13 +348,21 @@ def hedge_value_svg(report: StressReport, chart_id: str = "chart-hedge-value") -
                 label=f"{v.name} {kind}",
             )
         ax.axvline(0.0, color="#444444", linewidth=0.8)
+        sizes = [abs(v.premium_usd) for v in payers]
+        sizes += [abs(p) for r in rows for p in r.payout_usd.values() if np.isfinite(p)]
+        top = max(sizes, default=0.0)
+        small = min((x for x in sizes if x > 0), default=top)
+        log = top > 0 and top / small > 1e3  # one bar would flatten the others
+        if log:
+            ax.set_xscale("symlog", linthresh=top * 1e-4)
         ax.set_yticks(y, [r.key for r in rows])
         for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
             if r.aggregate:
                 tick.set_fontweight("bold")
         ax.invert_yaxis()
         ax.xaxis.set_major_formatter(FuncFormatter(compact_axis))
-        ax.set_xlabel("USD (payout: unhedged loss minus the variant's loss)")
+        ax.set_xlabel("USD (payout: unhedged loss minus the variant's loss)"
+                      + ("; symmetric log scale" if log else ""))
         ax.grid(axis="y", visible=False)
         legend_right(ax)
         if len(scenario_rows) > MAX_PAYOUT_SCENARIOS:

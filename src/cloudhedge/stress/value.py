@@ -10,8 +10,8 @@ unhedged plan's; its loss under a scenario is what the scenario costs it:
     loss = extra cost (failover, re-done work, price changes)
          + unserved tokens x the service's unmet-demand penalty
          + unserved batch chip-hours x the batch penalty x priority
-         + for a run that misses its deadline, gang chips x delay hours
-           x the training penalty x priority
+         + for a run that misses its deadline, min(gang chips x delay hours, its
+           chip-hours) x the training penalty x priority
 
 The payout of hedging under a scenario is the unhedged loss minus the hedged loss.
 Penalties are the fleet's own (``unmet_penalty_usd_per_million_tokens`` per service,
@@ -72,9 +72,14 @@ def loss_usd(fleet: Fleet, out: SampleOutcomes, services: Sequence[str]) -> Floa
         rate = np.array([fleet.batch_penalty_usd_per_chip_hour * j.priority for j in fleet.batch])
         loss = loss + out.batch_unserved @ rate
     if fleet.training:
-        rate = np.array([fleet.training_penalty_usd_per_chip_hour * r.priority * r.gang_chips
+        # chip-hours of slip past the deadline, at most the run itself (a run that slips
+        # out of the horizon loses no more than one never scheduled)
+        gang = np.array([r.gang_chips for r in fleet.training], dtype=np.float64)
+        whole = np.array([r.chip_hours for r in fleet.training], dtype=np.float64)
+        rate = np.array([fleet.training_penalty_usd_per_chip_hour * r.priority
                          for r in fleet.training])
-        loss = loss + (out.training_missed * out.training_delay_hours) @ rate
+        slip = np.minimum(out.training_missed * out.training_delay_hours * gang, whole)
+        loss = loss + slip @ rate
     return np.asarray(loss, dtype=np.float64)
 
 

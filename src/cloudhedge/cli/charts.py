@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, LinearSegmentedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
@@ -100,6 +101,14 @@ def to_svg(fig: Figure, chart_id: str, title: str) -> str:
     svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{chart_id}-\1)", svg)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', 1)
     return svg.strip()
+
+
+def percent_colorbar(fig: Figure, image: ScalarMappable, ax: Axes, label: str) -> None:
+    """A colour bar beside ``ax`` for ``image``, its ticks in percent."""
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
+    bar.set_label(label)
+    bar.formatter = PercentFormatter(1.0, decimals=0)
+    bar.update_ticks()
 
 
 def period_axis(ax: Axes, labels: Sequence[str], max_ticks: int = 12) -> None:
@@ -344,10 +353,7 @@ def survivability_svg(plan: Plan, chart_id: str = "chart-survivability") -> str 
                     fontsize=6.5,
                     fontweight="normal" if ok else "bold",
                 )
-        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
-        bar.set_label("kept share − α")
-        bar.formatter = PercentFormatter(1.0, decimals=0)
-        bar.update_ticks()
+        percent_colorbar(fig, image, ax, "kept share − α")
 
     # sized so that, scaled to a ~1100 px wide page, the cell text stays readable
     width = max(5.5, 2.6 + 0.44 * len(columns))

@@ -21,7 +21,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from cloudhedge.cli.charts import colours, compact_axis, draw_svg, legend_right, period_axis
+from cloudhedge.cli.charts import (
+    colours,
+    compact_axis,
+    draw_svg,
+    legend_right,
+    percent_colorbar,
+    period_axis,
+)
 from cloudhedge.cli.stress_summary import hedge_rows, n1_scenarios, payout_variants
 from cloudhedge.cli.summary import format_share
 from cloudhedge.core.models import Criticality
@@ -236,10 +243,7 @@ def n1_matrix_svg(report: StressReport, chart_id: str = "chart-n1") -> str | Non
                     fontsize=6.5,
                     fontweight="bold" if broken[i, j] else "normal",
                 )
-        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.01)
-        bar.set_label("served share, worst period")
-        bar.formatter = PercentFormatter(1.0, decimals=0)
-        bar.update_ticks()
+        percent_colorbar(fig, image, ax, "served share, worst period")
 
     # sized like the plan's survivability heat map, so the cell text stays readable
     width = max(5.5, 3.2 + 0.44 * len(columns))

@@ -34,16 +34,20 @@ from cloudhedge.spec.source import PathKey, Position, SourceMap
 __all__ = ["load_spec", "load_spec_text", "parse_yaml"]
 
 
-def load_spec(path: Path) -> tuple[FleetSpec, SourceMap]:
-    """Read, parse and validate the fleet spec at ``path``."""
+def read_input(path: Path) -> str:
+    """The text of an input file; a :class:`SpecError` naming it when it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError(
             [SpecIssue(str(path), 0, 0, "", f"cannot read the file: {reason}")]
         ) from exc
-    return load_spec_text(text, str(path))
+
+
+def load_spec(path: Path) -> tuple[FleetSpec, SourceMap]:
+    """Read, parse and validate the fleet spec at ``path``."""
+    return load_spec_text(read_input(path), str(path))
 
 
 def load_spec_text(text: str, filename: str) -> tuple[FleetSpec, SourceMap]:

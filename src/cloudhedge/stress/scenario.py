@@ -47,7 +47,7 @@ from cloudhedge.core.models import (
     Workload,
 )
 from cloudhedge.spec.errors import translate_validation_error
-from cloudhedge.spec.loader import parse_yaml
+from cloudhedge.spec.loader import parse_yaml, read_input
 from cloudhedge.spec.series import Calendar, bad_date
 from cloudhedge.spec.source import IssueLog, PathKey, SourceMap, suggest
 from cloudhedge.stress.effects import Effects, FloatArray
@@ -346,14 +346,7 @@ def _workloads(fleet: Fleet) -> tuple[Workload, ...]:
 
 def load_scenarios(path: Path, fleet: Fleet) -> list[Scenario]:
     """Read, validate and resolve every scenario of the file at ``path`` against ``fleet``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError(
-            [SpecIssue(str(path), 0, 0, "", f"cannot read the file: {reason}")]
-        ) from exc
-    return load_scenarios_text(text, str(path), fleet)
+    return load_scenarios_text(read_input(path), str(path), fleet)
 
 
 def load_scenarios_text(text: str, filename: str, fleet: Fleet) -> list[Scenario]:

@@ -3,7 +3,7 @@
 Schema level only: each file parses and validates as a :class:`FleetSpec`, the flagship
 has the breadth it is meant to show, and the pricing rules of the examples hold (no
 price where the catalog has none unless stated and sourced). Resolving and planning the
-examples is tested elsewhere.
+examples is tested elsewhere. The gateway examples load with the gateway's loaders.
 """
 
 from __future__ import annotations
@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from cloudhedge.gateway.config_schema import load_deployments, load_gateway_config
 from cloudhedge.spec.schema import AgenticSpec, FleetSpec, InferenceSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAMES = ["frontier-lab.yaml", "startup.yaml", "enterprise-eu.yaml"]
 SCENARIO_FILES = ["scenarios.yaml"]  # stress scenarios, tested in tests/stress
+GATEWAY_FILES = ["gateway.yaml", "deployments.yaml"]  # gateway configs, tested below
+GATEWAY_ENV = {  # the demo keys gateway.yaml reads (see its header)
+    "CLOUDHEDGE_DEMO_KEY": "demo-default",
+    "CLOUDHEDGE_DEMO_API_KEY": "demo-api",
+    "CLOUDHEDGE_DEMO_EU_KEY": "demo-eu",
+    "CLOUDHEDGE_DEMO_ADMIN_KEY": "demo-admin",
+}
 
 
 def load(name: str) -> FleetSpec:
@@ -31,7 +39,8 @@ def flagship() -> FleetSpec:
 
 
 def test_every_example_file_is_tested() -> None:
-    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(NAMES + SCENARIO_FILES)
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == sorted(
+        NAMES + SCENARIO_FILES + GATEWAY_FILES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -40,14 +49,14 @@ def test_example_validates(name: str) -> None:
     assert spec.pools and spec.workloads
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + GATEWAY_FILES)
 def test_example_has_a_header_comment(name: str) -> None:
     lines = (EXAMPLES / name).read_text(encoding="utf-8").splitlines()
     header = [line for line in lines[:6] if line.startswith("#")]
     assert len(header) >= 3, f"{name}: start with a few comment lines saying what it models"
 
 
-@pytest.mark.parametrize("name", NAMES + SCENARIO_FILES)
+@pytest.mark.parametrize("name", NAMES + SCENARIO_FILES + GATEWAY_FILES)
 def test_example_is_documented_in_readme(name: str) -> None:
     assert f"`{name}`" in (EXAMPLES / "README.md").read_text(encoding="utf-8")
 
@@ -146,3 +155,29 @@ def test_flagship_contracts(flagship: FleetSpec) -> None:
     assert by_provider["gcp"].decide is not None
     assert len(by_provider["gcp"].decide.tiers) >= 2
     assert by_provider["oci"].start == "2027-01"
+
+
+def test_gateway_example_serves_the_mock_upstreams() -> None:
+    config = load_gateway_config(EXAMPLES / "gateway.yaml", GATEWAY_ENV)
+    for model in ("chat", "embed"):
+        places = {(d.provider, d.region, d.jurisdiction, d.base_url)
+                  for d in config.deployments if d.model == model}
+        assert places == {
+            ("azure", "eastus", "us", "http://127.0.0.1:9101/v1"),
+            ("aws", "us-east-1", "us", "http://127.0.0.1:9102/v1"),
+            ("oci", "eu-frankfurt-1", "eu", "http://127.0.0.1:9103/v1"),
+        }
+    assert config.classes["api"].providers == {"azure"}
+    assert config.classes["eu"].jurisdictions == {"eu"}
+    assert {r.strategy.value for r in config.routes.values()} == {
+        "weighted", "least_outstanding", "latency"}
+
+
+def test_deployments_example_matches_the_flagship(flagship: FleetSpec) -> None:
+    deployments = load_deployments(EXAMPLES / "deployments.yaml", {})
+    services = {w.name for w in flagship.workloads if isinstance(w, InferenceSpec)}
+    places = {(p.provider, p.region) for p in flagship.pools}
+    assert {d.model for d in deployments} <= services
+    for d in deployments:
+        assert (d.provider, d.region) in places, d.name
+    assert {d.provider for d in deployments if d.model == "api"} == {"azure"}

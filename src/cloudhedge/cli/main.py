@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cloudhedge import __version__
 from cloudhedge.catalog import Catalog, load_builtin, load_offers_csv
-from cloudhedge.cli import stress_cmd
+from cloudhedge.cli import gateway_cmd, stress_cmd
 from cloudhedge.cli.catalog_cmd import app as catalog_app
 from cloudhedge.core.errors import CatalogError, SpecError
 from cloudhedge.core.plan import Plan
@@ -188,6 +188,8 @@ def schema(
 
 
 app.command(name="stress")(stress_cmd.stress)
+app.command(name="gateway")(gateway_cmd.gateway)
+app.command(name="mock-upstream")(gateway_cmd.mock_upstream)
 
 
 def main() -> None:

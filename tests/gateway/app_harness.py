@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import openai
 
 from cloudhedge.gateway.app import Gateway, build_app_from_config
@@ -133,3 +140,41 @@ def stack(tmp_path: Path, *, latency_ms: float = 0.0, tokens_per_s: float = 0.0,
         app = build_app_from_config(config, config_loader=load)
         url = es.enter_context(AppServer(app))
         yield Stack(mocks, app, url, urls, next_config)
+
+
+# ---------------------------------------------------------------- processes
+
+CLI = [sys.executable, "-c", "from cloudhedge.cli.main import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def gateway_process(args: list[str], env: dict[str, str] | None = None
+                    ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``cloudhedge gateway ARGS`` as a process on a free port; yields (URL, process)."""
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "gateway", "--port", str(port), *args], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.ConnectError:
+                pass
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

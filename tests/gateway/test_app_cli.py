@@ -2,54 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
+from app_harness import CLI, gateway_process
 
 from cloudhedge.gateway.mock import MockServer
-
-CLI = [sys.executable, "-c", "from cloudhedge.cli.main import main; main()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _gateway(args: list[str], env: dict[str, str] | None = None
-             ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
-    proc = subprocess.Popen([*CLI, "gateway", "--port", str(port), *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.ConnectError:
-                pass
-            assert proc.poll() is None, proc.communicate()[1]
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
-        yield url, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_gateway_from_a_config_file(tmp_path: Path) -> None:
@@ -67,7 +28,8 @@ keys:
   - {{name: k, tenant: t, key_env: TEST_GATEWAY_KEY}}
 database_url: "sqlite:///{tmp_path / 'gw.db'}"
 """, encoding="utf-8")
-        with _gateway(["--config", str(config)], {"TEST_GATEWAY_KEY": "sk-file"}) as (url, proc):
+        env = {"TEST_GATEWAY_KEY": "sk-file"}
+        with gateway_process(["--config", str(config)], env) as (url, proc):
             client = openai.OpenAI(base_url=url + "/v1", api_key="sk-file", max_retries=0)
             r = client.chat.completions.create(model="m", messages=[{"role": "user",
                                                                       "content": "hi"}])
@@ -87,7 +49,7 @@ def test_invalid_config_exits_2(tmp_path: Path) -> None:
 
 
 def test_demo_needs_no_file() -> None:
-    with _gateway(["--demo", "--no-access-log"]) as (url, proc):
+    with gateway_process(["--demo", "--no-access-log"]) as (url, proc):
         assert proc.stdout is not None
         banner = ""
         while "admin key" not in banner:

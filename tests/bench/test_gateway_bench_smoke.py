@@ -46,3 +46,17 @@ def test_quick_gateway_bench_skips_litellm_and_measures_mock_and_cloudhedge(
     assert at_50["mock"]["added_p99_ms"] == 0
     assert results["goals"]["throughput"] is None  # no LiteLLM: no ratios, no verdicts
     assert results["meta"]["litellm"] is None
+
+
+FAILOVER = RUN.with_name("failover.py")
+
+
+def test_failover_proof_bench_passes_its_own_checks() -> None:
+    done = subprocess.run(
+        [sys.executable, str(FAILOVER), "--rate", "20", "--phase-s", "2", "--port", "0"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for line in ("azure + aws killed", "after the cool-down",
+                 "zero failed while one deployment is healthy: PASS",
+                 "traffic back on every upstream after the cool-down: PASS"):
+        assert line in done.stdout, line

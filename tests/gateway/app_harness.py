@@ -122,13 +122,15 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(tmp_path: Path, *, latency_ms: float = 0.0, tokens_per_s: float = 0.0,
-          **overrides: Any) -> Iterator[Stack]:
-    """Three mocks and a gateway over them, all on loopback."""
+          database_url: str | None = None, **overrides: Any) -> Iterator[Stack]:
+    """Three mocks and a gateway over them, all on loopback (accounting in SQLite under
+    ``tmp_path`` unless ``database_url`` says otherwise)."""
     with contextlib.ExitStack() as es:
         mocks = {p: MockServer(name=p, latency_ms=latency_ms, tokens_per_s=tokens_per_s)
                  for p in PROVIDERS}
         urls = {p: es.enter_context(m) for p, m in mocks.items()}
-        config = make_config(urls, f"sqlite:///{tmp_path / 'gateway.db'}", **overrides)
+        config = make_config(urls, database_url or f"sqlite:///{tmp_path / 'gateway.db'}",
+                             **overrides)
         next_config: list[GatewayConfig | Exception] = [config]
 
         def load() -> GatewayConfig:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx2 as httpx
 import openai
 import pytest
 from app_harness import ADMIN_KEY, KEYS, PRICES, Stack, stack
+from gateway_backends import postgres_schema
 
 MESSAGES = [{"role": "user", "content": "three little words"}]
 
@@ -141,8 +143,11 @@ def test_rate_limit_gives_429_with_retry_after(s: Stack) -> None:
     assert e.value.code == "rate_limit_exceeded"
 
 
-def test_accounting_sums_equal_usage_times_prices(tmp_path: Path) -> None:
-    with stack(tmp_path) as st:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_accounting_sums_equal_usage_times_prices(tmp_path: Path, backend: str) -> None:
+    with ExitStack() as es:
+        url = es.enter_context(postgres_schema()) if backend == "postgresql" else None
+        st = es.enter_context(stack(tmp_path, database_url=url))
         c = st.client()
         expected: dict[str, list[float]] = {}  # deployment -> [requests, in, out, cost]
 

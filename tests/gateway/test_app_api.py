@@ -12,7 +12,8 @@ import httpx2 as httpx
 import openai
 import pytest
 from app_harness import ADMIN_KEY, KEYS, PRICES, Stack, stack
-from gateway_backends import postgres_schema
+
+from backends import postgres_schema
 
 MESSAGES = [{"role": "user", "content": "three little words"}]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import openai
 import pytest
 from app_harness import gateway_process
-from gateway_backends import redis_namespace
 
+from backends import redis_namespace
 from cloudhedge.gateway.mock import MockServer
 
 REDIS = "redis://127.0.0.1:6379/0"

@@ -7,8 +7,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from gateway_backends import REDIS_URL, FakeClock, redis_namespace
 
+from backends import REDIS_URL, FakeClock, redis_namespace
 from cloudhedge.gateway.breaker import (
     Breakers,
     BreakerState,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_backends import REDIS_URL, FakeClock, redis_namespace
 
+from backends import REDIS_URL, FakeClock, redis_namespace
 from cloudhedge.gateway.config import ApiKey, Tenant
 from cloudhedge.gateway.limits import (
     Decision,

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_backends import postgres_schema
 from sqlalchemy import event
 
+from backends import postgres_schema
 from cloudhedge.gateway.store import NUSD_PER_USD, RequestRecord, Totals, UsageStore
 
 

@@ -26,12 +26,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from cloudhedge.core.errors import SpecError, SpecIssue
 from cloudhedge.gateway.config import (
     ApiKey,
     Deployment,
@@ -45,8 +44,7 @@ from cloudhedge.gateway.config import (
     TenantClass,
     hash_key,
 )
-from cloudhedge.spec.errors import translate_validation_error
-from cloudhedge.spec.loader import parse_yaml
+from cloudhedge.spec.loader import read_input, validate_text
 from cloudhedge.spec.schema import NonNeg
 from cloudhedge.spec.source import IssueLog, PathKey, SourceMap, suggest
 
@@ -170,7 +168,7 @@ def load_gateway_config(
     default). ``deployments`` (e.g. from :func:`load_deployments`) are added to the
     file's own; the file may then omit its ``deployments`` section.
     """
-    return load_gateway_config_text(_read(path), str(path), env, deployments=deployments)
+    return load_gateway_config_text(read_input(path), str(path), env, deployments=deployments)
 
 
 def load_gateway_config_text(
@@ -181,20 +179,20 @@ def load_gateway_config_text(
     deployments: Sequence[Deployment] = (),
 ) -> GatewayConfig:
     """Validate and resolve ``gateway.yaml`` text; ``filename`` is used in issues."""
-    spec, source = _validate(text, filename, GatewaySpec, "a gateway config")
+    spec, source = validate_text(text, filename, GatewaySpec, "a gateway config")
     return _Resolver(source, env).config(spec, tuple(deployments))
 
 
 def load_deployments(path: Path, env: Mapping[str, str] | None = None) -> tuple[Deployment, ...]:
     """Read, validate and resolve a deployments file (a ``deployments:`` list only)."""
-    return load_deployments_text(_read(path), str(path), env)
+    return load_deployments_text(read_input(path), str(path), env)
 
 
 def load_deployments_text(
     text: str, filename: str, env: Mapping[str, str] | None = None
 ) -> tuple[Deployment, ...]:
     """Validate and resolve deployments file text; ``filename`` is used in issues."""
-    spec, source = _validate(text, filename, DeploymentsFileSpec, "'deployments:' with a list")
+    spec, source = validate_text(text, filename, DeploymentsFileSpec, "'deployments:' with a list")
     resolver = _Resolver(source, env)
     deployments = resolver.deployments(spec.deployments, ())
     resolver.log.raise_if_any()
@@ -204,32 +202,6 @@ def load_deployments_text(
 def usd_per_million_tokens(usd_per_chip_hour: float, chips: int, tokens_per_s: float) -> float:
     """A deployment's chip-hour cost as a price per million tokens at its throughput."""
     return usd_per_chip_hour * chips / (tokens_per_s * 3600) * 1e6
-
-
-def _read(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError(
-            [SpecIssue(str(path), 0, 0, "", f"cannot read the file: {reason}")]
-        ) from exc
-
-
-_Root = TypeVar("_Root", bound=BaseModel)
-
-
-def _validate(
-    text: str, filename: str, root: type[_Root], expected: str
-) -> tuple[_Root, SourceMap]:
-    data, source = parse_yaml(text, filename)
-    if data is None:
-        raise SpecError([SpecIssue(filename, 1, 1, "", f"the file is empty: expected {expected}")])
-    try:
-        return root.model_validate(data), source
-    except ValidationError as exc:
-        # ``from None``: pydantic's own message echoes input values, which may be secrets.
-        raise SpecError(translate_validation_error(exc, data, source, root)) from None
 
 
 # --- resolving -------------------------------------------------------------------------

@@ -46,12 +46,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     select,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -59,6 +56,8 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from cloudhedge.db import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +184,9 @@ def _transient(e: Exception) -> bool:
 
 
 def _make_engine(url: str) -> Engine:
-    u = make_url(url)
-    if u.get_backend_name() == "postgresql":
-        if u.drivername in ("postgresql", "postgres"):
-            u = u.set(drivername="postgresql+psycopg")
-        return create_engine(u, pool_pre_ping=True)
-    if u.get_backend_name() == "sqlite":
-        if u.database in (None, "", ":memory:") or (u.query.get("mode") == "memory"):
-            raise ValueError(f"the accounting store needs a SQLite file, not {url!r}: "
-                             "the writer thread and the readers use separate connections")
-        engine = create_engine(u)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    raise ValueError(f"unsupported accounting database {url!r}: use sqlite:///path or "
-                     "postgresql://...")
+    return make_engine(url, what="the accounting store",
+                       why_a_file="the writer thread and the readers use separate connections",
+                       sqlite_connect=_sqlite_pragmas)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
@@ -31,7 +31,7 @@ from cloudhedge.spec.errors import translate_validation_error
 from cloudhedge.spec.schema import FleetSpec
 from cloudhedge.spec.source import PathKey, Position, SourceMap
 
-__all__ = ["load_spec", "load_spec_text", "parse_yaml"]
+__all__ = ["load_spec", "load_spec_text", "parse_yaml", "read_input", "validate_text"]
 
 
 def read_input(path: Path) -> str:
@@ -140,3 +140,23 @@ def _yaml_issue(exc: MarkedYAMLError, filename: str) -> SpecIssue:
     if exc.context and exc.context_mark is not None and exc.problem:
         message += f" ({exc.context} at line {exc.context_mark.line + 1})"
     return SpecIssue(filename, line, column, "", message)
+
+
+_Root = TypeVar("_Root", bound=BaseModel)
+
+
+def validate_text(text: str, filename: str, root: type[_Root], expected: str
+                  ) -> tuple[_Root, SourceMap]:
+    """Parse YAML ``text`` and validate it as ``root`` (any input file's schema).
+
+    Every problem is a :class:`SpecError` located at file:line:column. The pydantic
+    error is not chained: its message echoes input values, which may be secrets.
+    """
+    data, source = parse_yaml(text, filename)
+    if data is None:
+        raise SpecError([SpecIssue(filename, 1, 1, "", f"the file is empty: expected {expected}")])
+    try:
+        return root.model_validate(data), source
+    except ValidationError as exc:
+        raise SpecError(translate_validation_error(exc, data, source, root)) from None
+

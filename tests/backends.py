@@ -1,4 +1,4 @@
-"""Real backends for the gateway's accounting, limits and breaker tests.
+"""Real backends for the tests: the gateway's accounting, limits and breaker, the control store.
 
 Every test gets its own namespace on the shared servers and leaves nothing behind:
 :func:`redis_namespace` yields a unique key prefix and deletes its keys afterwards;

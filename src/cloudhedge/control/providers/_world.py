@@ -1,0 +1,383 @@
+"""The engine shared by the emulated and local adapters: pools, instances, processes.
+
+A :class:`World` holds pools (with capacity in chips), the instances launched on them,
+active outages and a queue of signals per provider. :class:`WorldProvider` is the
+:class:`~cloudhedge.control.providers.base.Provider` view of one provider of a world.
+
+State that depends on time (launch latency, outage expiry) is brought up to date
+lazily, from the injected clock, at the start of every call (:meth:`World.tick`), so
+virtual time needs no background task. With ``run_processes``, each instance is a
+local process started after the launch latency by one asyncio task (the only place
+that awaits the clock); its exit code decides ``succeeded`` or ``failed``.
+Processes run in their own session and are killed (SIGKILL, whole group) on
+terminate, preemption and outage; their output goes to ``<workdir>/logs/<id>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cloudhedge.control.providers.base import (
+    Capabilities,
+    CapacityUnavailable,
+    HealthSignal,
+    Instance,
+    InstanceState,
+    InvalidRequest,
+    LaunchRequest,
+    NotFound,
+    Offer,
+    ProviderError,
+    Scope,
+    SignalKind,
+)
+from cloudhedge.control.providers.clock import Clock
+from cloudhedge.core.models import Tier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """One pool of a world, with its capacity now (chips)."""
+
+    pool: str
+    provider: str
+    region: str
+    accelerator: str
+    tier: Tier
+    price_usd_per_chip_hour: float
+    capacity_chips: int
+    zone: str | None = None
+
+
+@dataclass
+class _Outage:
+    scope: Scope
+    until: float | None  # clock time; None until restored
+
+
+@dataclass
+class _InjectedError:
+    error: type[ProviderError]
+    scope: Scope
+    remaining: int
+
+
+@dataclass
+class _Record:
+    request: LaunchRequest
+    instance: Instance  # the current snapshot, replaced on every change
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class World:
+    """Pools, instances, outages and signals; see the module docstring."""
+
+    slots: Sequence[Slot]
+    clock: Clock
+    launch_latency_s: float = 0.0
+    run_processes: bool = True
+    workdir: Path | None = None
+    _slots: dict[str, Slot] = field(init=False)
+    _records: dict[str, _Record] = field(init=False, default_factory=dict)
+    _by_key: dict[tuple[str, str], _Record] = field(init=False, default_factory=dict)
+    _outages: list[_Outage] = field(init=False, default_factory=list)
+    _injected: list[_InjectedError] = field(init=False, default_factory=list)
+    _signals: dict[str, list[HealthSignal]] = field(init=False)
+    _used: dict[str, int] = field(init=False)  # chips held by live instances, per pool
+    _pending: dict[str, _Record] = field(init=False, default_factory=dict)  # simulated
+    _next_id: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        if self.launch_latency_s < 0:
+            raise ValueError("launch_latency_s must be >= 0")
+        self._slots = {s.pool: s for s in self.slots}
+        self._signals = {s.provider: [] for s in self.slots}
+        self._used = dict.fromkeys(self._slots, 0)
+        if self.run_processes and self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="cloudhedge-"))
+
+    @property
+    def provider_names(self) -> list[str]:
+        return list(self._signals)
+
+    # -- time ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Bring time-dependent state up to the clock: outage expiry, simulated starts."""
+        now = self.clock.now()
+        for outage in list(self._outages):
+            if outage.until is not None and outage.until <= now:
+                self._outages.remove(outage)
+                self._emit(SignalKind.RESTORED, outage.scope, "outage ended", at=outage.until)
+        if self.run_processes:
+            return
+        for record in list(self._pending.values()):
+            inst = record.instance
+            due = inst.created_at + self.launch_latency_s
+            if inst.state is not InstanceState.PENDING:
+                del self._pending[inst.id]
+            elif due <= now:
+                record.instance = replace(inst, state=InstanceState.RUNNING, started_at=due)
+                del self._pending[inst.id]
+
+    # -- queries ---------------------------------------------------------------------
+
+    def blocking_outage(self, slot: Slot) -> _Outage | None:
+        return next((o for o in self._outages if o.scope.covers(slot)), None)
+
+    def offers(self, provider: str) -> list[Offer]:
+        self.tick()
+        out = []
+        for s in self._slots.values():
+            if s.provider != provider:
+                continue
+            free = max(0, s.capacity_chips - self._used[s.pool])
+            if self.blocking_outage(s):
+                free = 0
+            out.append(Offer(s.pool, s.provider, s.region, s.zone, s.accelerator, s.tier,
+                             s.capacity_chips, free, s.price_usd_per_chip_hour))
+        return out
+
+    def get(self, provider: str, instance_id: str) -> Instance:
+        self.tick()
+        record = self._records.get(instance_id)
+        if record is None or record.instance.provider != provider:
+            raise NotFound(f"no instance {instance_id!r}", scope=Scope.of_provider(provider))
+        return record.instance
+
+    def list_instances(self, provider: str) -> list[Instance]:
+        self.tick()
+        return [r.instance for r in self._records.values() if r.instance.provider == provider]
+
+    def take_signals(self, provider: str) -> list[HealthSignal]:
+        self.tick()
+        out, self._signals[provider] = self._signals[provider], []
+        return out
+
+    # -- launch ----------------------------------------------------------------------
+
+    def launch(self, provider: str, request: LaunchRequest) -> Instance:
+        self.tick()
+        existing = self._by_key.get((provider, request.idempotency_key))
+        if existing is not None:
+            if existing.request != request:
+                raise InvalidRequest(
+                    f"idempotency key {request.idempotency_key!r} was used for another request",
+                    scope=Scope.of_pool(existing.request.pool))
+            return existing.instance
+        slot = self._check(provider, request)
+        instance_id = f"{provider}-{self._next_id:06d}"
+        self._next_id += 1
+        instance = Instance(instance_id, request.idempotency_key, request.workload, slot.pool,
+                            slot.provider, slot.region, slot.zone, slot.accelerator,
+                            request.chips, InstanceState.PENDING, self.clock.now())
+        record = _Record(request, instance)
+        self._records[instance_id] = record
+        self._by_key[(provider, request.idempotency_key)] = record
+        self._used[slot.pool] += request.chips
+        if self.run_processes:
+            record.task = asyncio.get_running_loop().create_task(self._run(record))
+        else:
+            self._pending[instance_id] = record
+            self.tick()  # with no latency, it runs at once
+        log.info("launched %s: %s chips of %s for %s", instance_id, request.chips, slot.pool,
+                 request.workload)
+        return record.instance
+
+    def _check(self, provider: str, request: LaunchRequest) -> Slot:
+        """The slot the request fits in now, or the typed reason it does not."""
+        slot = self._slots.get(request.pool)
+        if slot is None or slot.provider != provider:
+            raise InvalidRequest(f"no pool {request.pool!r}", scope=Scope.of_provider(provider))
+        if request.chips <= 0:
+            raise InvalidRequest("chips must be > 0", scope=Scope.of_pool(slot.pool))
+        if self.run_processes and not request.command:
+            raise InvalidRequest("empty command", scope=Scope.of_pool(slot.pool))
+        injected = next((i for i in self._injected if i.scope.covers(slot)), None)
+        if injected is not None:
+            injected.remaining -= 1
+            if injected.remaining == 0:
+                self._injected.remove(injected)
+            raise injected.error("injected failure", scope=injected.scope)
+        outage = self.blocking_outage(slot)
+        if outage is not None:
+            raise CapacityUnavailable(f"outage of {outage.scope}", scope=outage.scope)
+        free = slot.capacity_chips - self._used[slot.pool]
+        if request.chips > free:
+            raise CapacityUnavailable(f"{request.chips} chips asked, {max(free, 0)} free",
+                                      scope=Scope.of_pool(slot.pool))
+        return slot
+
+    # -- processes -------------------------------------------------------------------
+
+    def _environment(self, record: _Record) -> dict[str, str]:
+        assert self.workdir is not None
+        inst, req = record.instance, record.request
+        checkpoints = self.workdir / "checkpoints" / req.workload
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **req.env,
+               "CLOUDHEDGE_PROVIDER": inst.provider, "CLOUDHEDGE_REGION": inst.region,
+               "CLOUDHEDGE_ACCELERATOR": inst.accelerator, "CLOUDHEDGE_POOL": inst.pool,
+               "CLOUDHEDGE_INSTANCE": inst.id, "CLOUDHEDGE_CHECKPOINT_DIR": str(checkpoints)}
+        if req.replica_port is not None:
+            env["CLOUDHEDGE_REPLICA_PORT"] = str(req.replica_port)
+        return env
+
+    async def _run(self, record: _Record) -> None:
+        """Wait the launch latency, run the command, record how it ended."""
+        if self.launch_latency_s > 0:
+            await self.clock.sleep(self.launch_latency_s)
+        if record.instance.state is not InstanceState.PENDING:
+            return  # ended while pending
+        assert self.workdir is not None
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(logs / f"{record.instance.id}.log", "ab") as out:
+                record.process = await asyncio.create_subprocess_exec(
+                    *record.request.command, env=self._environment(record),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            self.end(record, InstanceState.FAILED, f"cannot start: {exc}")
+            return
+        if record.instance.state.ended:  # ended while the process was starting
+            self._kill(record)
+        else:
+            record.instance = replace(record.instance, state=InstanceState.RUNNING,
+                                      started_at=self.clock.now())
+        code = await record.process.wait()
+        if not record.instance.state.ended:
+            state = InstanceState.SUCCEEDED if code == 0 else InstanceState.FAILED
+            self.end(record, state, f"exit code {code}", exit_code=code)
+
+    @staticmethod
+    def _kill(record: _Record) -> None:
+        proc = record.process
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    # -- endings ---------------------------------------------------------------------
+
+    def record(self, instance_id: str) -> _Record | None:
+        return self._records.get(instance_id)
+
+    def live(self, scope: Scope) -> list[_Record]:
+        """Records of instances not ended, inside ``scope``."""
+        return [r for r in self._records.values()
+                if not r.instance.state.ended and scope.covers(r.instance)]
+
+    def end(self, record: _Record, state: InstanceState, detail: str, *,
+            exit_code: int | None = None) -> None:
+        """End an instance (no-op if already ended): free its chips, kill its process."""
+        if record.instance.state.ended:
+            return
+        record.instance = replace(record.instance, state=state, ended_at=self.clock.now(),
+                                  exit_code=exit_code, detail=detail)
+        self._used[record.instance.pool] -= record.instance.chips
+        self._kill(record)
+        log.info("%s %s: %s", record.instance.id, state, detail)
+
+    def terminate(self, provider: str, instance_id: str) -> None:
+        self.tick()
+        record = self._records.get(instance_id)
+        if record is not None and record.instance.provider == provider:
+            self.end(record, InstanceState.TERMINATED, "terminated")
+
+    # -- faults ----------------------------------------------------------------------
+
+    def slots_in(self, scope: Scope) -> list[Slot]:
+        return [s for s in self._slots.values() if scope.covers(s)]
+
+    def inject(self, error: type[ProviderError], scope: Scope, times: int) -> None:
+        self._injected.append(_InjectedError(error, scope, times))
+
+    def add_outage(self, scope: Scope, until: float | None) -> None:
+        self._outages.append(_Outage(scope, until))
+        self._emit(SignalKind.OUTAGE, scope, "outage", at=self.clock.now())
+
+    def remove_outages(self, scope: Scope) -> bool:
+        before = len(self._outages)
+        self._outages = [o for o in self._outages if o.scope != scope]
+        removed = len(self._outages) < before
+        if removed:
+            self._emit(SignalKind.RESTORED, scope, "restored", at=self.clock.now())
+        return removed
+
+    def _emit(self, kind: SignalKind, scope: Scope, reason: str, *, at: float,
+              instance_id: str | None = None) -> None:
+        """Queue a signal for every provider with a pool in ``scope``."""
+        healthy = kind is SignalKind.RESTORED
+        for provider in {s.provider for s in self.slots_in(scope)}:
+            self._signals[provider].append(
+                HealthSignal(kind, scope, healthy, reason, at, instance_id))
+
+    def preempt(self, record: _Record) -> None:
+        if record.instance.state.ended:
+            return
+        self.end(record, InstanceState.PREEMPTED, "preempted")
+        self._emit(SignalKind.PREEMPTED, Scope.of_pool(record.instance.pool), "preempted",
+                   at=self.clock.now(), instance_id=record.instance.id)
+
+    # -- shutdown --------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Terminate every live instance and reap its process."""
+        for record in self._records.values():
+            self.end(record, InstanceState.TERMINATED, "cloud shut down")
+        tasks = [r.task for r in self._records.values() if r.task is not None]
+        for record in self._records.values():
+            if record.task is not None and record.process is None:
+                record.task.cancel()  # still waiting out the launch latency
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class WorldProvider:
+    """The :class:`~cloudhedge.control.providers.base.Provider` view of one provider."""
+
+    def __init__(self, world: World, name: str, capabilities: Capabilities) -> None:
+        self._world = world
+        self._name = name
+        self._capabilities = capabilities
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    async def offers(self) -> list[Offer]:
+        return self._world.offers(self._name)
+
+    async def launch(self, request: LaunchRequest) -> Instance:
+        return self._world.launch(self._name, request)
+
+    async def get(self, instance_id: str) -> Instance:
+        return self._world.get(self._name, instance_id)
+
+    async def list_instances(self) -> list[Instance]:
+        return self._world.list_instances(self._name)
+
+    async def terminate(self, instance_id: str) -> None:
+        self._world.terminate(self._name, instance_id)
+
+    async def signals(self) -> list[HealthSignal]:
+        return self._world.take_signals(self._name)
+
+    async def close(self) -> None:
+        """Nothing to release: the world owns the instances, which keep running."""

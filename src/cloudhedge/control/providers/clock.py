@@ -1,0 +1,66 @@
+"""The injected clock: the only way adapters (and the control loop) read or wait on time.
+
+Time is a float in seconds. :class:`SystemClock` is unix time with ``asyncio.sleep``;
+:class:`ManualClock` is virtual time that only moves when :meth:`ManualClock.advance`
+is called, so a simulator (or a test) drives the same code without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Reads and waits on time. Code under the control plane never calls ``time`` itself."""
+
+    def now(self) -> float:
+        """Seconds; unix time for :class:`SystemClock`, arbitrary origin otherwise."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``now() >= start + seconds`` on this clock."""
+        ...
+
+
+class SystemClock:
+    """Wall time: ``time.time()`` and ``asyncio.sleep``."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class ManualClock:
+    """Virtual time: ``now`` moves only through :meth:`advance`; sleepers wake when due."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward and wake every sleeper now due (they run at the next await)."""
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self._now += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)

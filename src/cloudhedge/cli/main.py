@@ -22,7 +22,7 @@ from rich.console import Console
 
 from cloudhedge import __version__
 from cloudhedge.catalog import Catalog, load_builtin, load_offers_csv
-from cloudhedge.cli import gateway_cmd, stress_cmd
+from cloudhedge.cli import control_cmd, gateway_cmd, stress_cmd
 from cloudhedge.cli.catalog_cmd import app as catalog_app
 from cloudhedge.core.errors import CatalogError, SpecError
 from cloudhedge.core.plan import Plan
@@ -190,6 +190,13 @@ def schema(
 app.command(name="stress")(stress_cmd.stress)
 app.command(name="gateway")(gateway_cmd.gateway)
 app.command(name="mock-upstream")(gateway_cmd.mock_upstream)
+app.command(name="up")(control_cmd.up)
+app.command(name="down")(control_cmd.down)
+app.command(name="launch")(control_cmd.launch)
+app.command(name="serve")(control_cmd.serve)
+app.command(name="status")(control_cmd.status)
+app.command(name="cancel")(control_cmd.cancel)
+app.command(name="explain")(control_cmd.explain)
 
 
 def main() -> None:

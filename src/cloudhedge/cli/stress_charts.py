@@ -31,8 +31,8 @@ from cloudhedge.cli.charts import (
 )
 from cloudhedge.cli.stress_summary import hedge_rows, n1_scenarios, payout_variants
 from cloudhedge.cli.summary import format_share
-from cloudhedge.core.models import Criticality
 from cloudhedge.core.stress_report import ScenarioResult, StressReport
+from cloudhedge.stress.state import CRITICALITY_RANK
 
 __all__ = ["hedge_value_svg", "n1_matrix_svg", "risk_svg", "served_svg"]
 
@@ -41,7 +41,7 @@ MAX_SERVICE_PANELS = 5
 MAX_PAYOUT_SCENARIOS = 16
 
 Floats = npt.NDArray[np.float64]
-_CRITICALITY_ORDER = {c.value: i for i, c in enumerate(Criticality)}
+_CRITICALITY_ORDER = {str(c): rank for c, rank in CRITICALITY_RANK.items()}
 _DEMAND = "#444444"
 _BROKEN = "#cf222e"
 _VARIANT_COLOURS = {"hedged": "#4e79a7", "single-provider": "#f28e2b", "unhedged": "#888888"}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -60,8 +61,8 @@ def scenario_fleet(fleet: Fleet, plan: Plan, s: ScenarioInputs) -> tuple[Fleet, 
                                               np.asarray(p.capacity_chips) * s.capacity_factor[i]))
                   for i, p in enumerate(fleet.pools))
     inference = tuple(_surge_service(svc, s.demand_factor.get(svc.name)) for svc in fleet.inference)
-    batch = tuple(_surge_batch(b, s.demand_factor.get(b.name)) for b in fleet.batch)
-    training = tuple(_surge_run(r, s.demand_factor.get(r.name)) for r in fleet.training)
+    batch = tuple(_surge_hours(b, s.demand_factor.get(b.name)) for b in fleet.batch)
+    training = tuple(_surge_hours(r, s.demand_factor.get(r.name)) for r in fleet.training)
     training = _resume_runs(plan, training, pools, s.start, notes)
     contracts = tuple(_signed(c, plan, notes) for c in fleet.contracts)
     return fleet.copy(pools=pools, inference=inference, batch=batch, training=training,
@@ -80,18 +81,14 @@ def _window_mean(f: FloatArray, start: int, end: int) -> float:
     return float(np.asarray(f)[start:end + 1].mean())
 
 
-def _surge_batch(job: BatchJob, f: FloatArray | None) -> BatchJob:
-    if f is None:
-        return job
-    return replace(job, chip_hours=job.chip_hours * _window_mean(f, job.window_start,
-                                                                 job.window_end))
+_Hours = TypeVar("_Hours", BatchJob, TrainingRun)
 
 
-def _surge_run(run: TrainingRun, f: FloatArray | None) -> TrainingRun:
+def _surge_hours(w: _Hours, f: FloatArray | None) -> _Hours:
+    """A batch job's or run's chip-hours times the surge's mean over its window."""
     if f is None:
-        return run
-    return replace(run, chip_hours=run.chip_hours * _window_mean(f, run.window_start,
-                                                                 run.window_end))
+        return w
+    return replace(w, chip_hours=w.chip_hours * _window_mean(f, w.window_start, w.window_end))
 
 
 def _resume_runs(plan: Plan, runs: tuple[TrainingRun, ...], pools: tuple[Pool, ...],

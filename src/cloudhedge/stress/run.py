@@ -200,10 +200,10 @@ def _replan_task(args: tuple[Fleet, Plan, ScenarioInputs, PlanOptions]) -> Repla
 
 
 def run_scenarios(fleet: Fleet, plan: Plan, scenarios: Sequence[Labelled],
-                  options: StressOptions, progress: Progress | None = None
-                  ) -> list[ScenarioResult]:
+                  options: StressOptions, progress: Progress | None = None, *,
+                  state: PlanState | None = None) -> list[ScenarioResult]:
     """Immediate answer for every scenario, then the re-plans (in parallel if asked)."""
-    state = PlanState.from_plan(fleet, plan)
+    state = state or PlanState.from_plan(fleet, plan)
     effs = [effects(fleet, s.scenario) for s in scenarios]
     out: list[ScenarioResult] = []
     for lab, eff in zip(scenarios, effs, strict=True):
@@ -315,12 +315,13 @@ def run_stress(fleet: Fleet, plan: Plan, scenarios: Sequence[Labelled], options:
     """Scenarios (immediate and re-planned), risk and hedge value, as one report."""
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    results = run_scenarios(fleet, plan, scenarios, options, progress)
+    state = PlanState.from_plan(fleet, plan)
+    results = run_scenarios(fleet, plan, scenarios, options, progress, state=state)
     seconds["scenarios"] = round(time.perf_counter() - t0, 3)
     risk = None
     if options.samples:
         t1 = time.perf_counter()
-        risk = risk_section(fleet, PlanState.from_plan(fleet, plan), options)
+        risk = risk_section(fleet, state, options)
         seconds["risk"] = round(time.perf_counter() - t1, 3)
         if progress:
             progress("risk")

@@ -31,6 +31,7 @@ from cloudhedge.core.models import Fleet
 from cloudhedge.core.plan import Plan
 from cloudhedge.core.stress_report import HedgeValue, PlanVariant, VariantOutcome
 from cloudhedge.planning.baselines import best_single_provider, single_provider_fleet
+from cloudhedge.planning.explain import fmt_usd
 from cloudhedge.planning.index import FloatArray, PolicySwitches
 from cloudhedge.planning.planner import PlanOptions, make_plan
 from cloudhedge.stress.risk import RiskModel, SampleOutcomes, cvar, monte_carlo
@@ -134,27 +135,19 @@ def hedge_value(variants_: Sequence[Variant], scenarios: Sequence[Scenario], *,
     return HedgeValue(variants=rows, payout_usd=payout, text=_text(rows, payout))
 
 
-def _usd(v: float) -> str:
-    a = abs(v)
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{'-' if v < 0 else ''}${a / div:,.2f}{unit}"
-    return f"{'-' if v < 0 else ''}${a:,.0f}"
-
-
 def _text(rows: Sequence[PlanVariant], payout: dict[str, float]) -> list[str]:
     hedged = next(r for r in rows if r.name == "hedged")
-    lines = [f"The hedged plan costs {_usd(hedged.premium_usd)} more than the unhedged one "
+    lines = [f"The hedged plan costs {fmt_usd(hedged.premium_usd)} more than the unhedged one "
              f"over the horizon (the premium)."]
     scen = {k: v for k, v in payout.items() if k not in ("expected", "cvar95")}
     if scen:
         best = max(scen, key=lambda k: scen[k])
         pays = sum(1 for v in scen.values() if v > 0)
         lines.append(f"Hedging pays off in {pays} of {len(scen)} scenarios; most under "
-                     f"{best}: {_usd(scen[best])} of loss avoided.")
+                     f"{best}: {fmt_usd(scen[best])} of loss avoided.")
     if "expected" in payout:
         net = payout["expected"] - hedged.premium_usd
-        lines.append(f"In expectation over the samples it avoids {_usd(payout['expected'])} "
-                     f"of loss ({_usd(payout.get('cvar95', 0.0))} in the worst 5%): "
-                     f"{'more' if net >= 0 else 'less'} than the premium by {_usd(abs(net))}.")
+        lines.append(f"In expectation over the samples it avoids {fmt_usd(payout['expected'])} "
+                     f"of loss ({fmt_usd(payout.get('cvar95', 0.0))} in the worst 5%): "
+                     f"{'more' if net >= 0 else 'less'} than the premium by {fmt_usd(abs(net))}.")
     return lines

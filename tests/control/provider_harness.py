@@ -3,6 +3,7 @@
 A new adapter joins the contract suite by adding a factory to ``FACTORIES``: it returns
 a :class:`Harness` around a provider with one known pool (``pool``, ``capacity`` chips
 free), and, if the adapter can inject faults, the :class:`EmulatedCloud` behind it.
+``aws`` runs :class:`AwsProvider` against a moto server on loopback (``moto_server``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class Harness:
     close: Callable[[], Awaitable[None]]  # ends every instance, reaps every process
     cloud: EmulatedCloud | None = None  # fault injection, when the adapter has it
     outage_scope: Scope | None = None  # a scope holding ``pool``, for outages
+    # the instance's process runs on this machine, so a test can see its exit code and
+    # environment (False for a cloud, even one whose instances run the command)
+    observable_processes: bool = True
 
     def request(self, key: str, chips: int = 1, command: list[str] | None = None, *,
                 workload: str = "job", env: dict[str, str] | None = None,
@@ -73,10 +77,36 @@ def local(tmp: Path) -> Harness:
     return Harness(provider, "local", 4, lambda: provider, provider.close)
 
 
+def aws(tmp: Path) -> Harness:
+    """The aws adapter over a clean moto server, with the small fleet's aws pools."""
+    from cloudhedge.control.providers.aws import AwsProvider
+    from control import moto_server
+
+    moto_server.reset()
+    pools = small_fleet().pools
+    clock = ManualClock(1000.0)
+    regions = {p.region for p in pools if p.provider == "aws"}
+    images = {r: moto_server.image_id(r) for r in regions}
+    clients = {r: moto_server.client("ec2", r) for r in regions}
+
+    def make() -> Provider:
+        return AwsProvider(pools, clock=clock, image_id=images, region_clients=clients)
+
+    provider = make()
+
+    async def close() -> None:
+        for inst in await provider.list_instances():
+            await provider.terminate(inst.id)
+        await provider.close()
+
+    return Harness(provider, "aws-h100", 4, make, close, observable_processes=False)
+
+
 FACTORIES: dict[str, Callable[[Path], Harness]] = {
     "emulated-processes": lambda tmp: emulated(True, tmp),
     "emulated-simulated": lambda tmp: emulated(False, tmp),
     "local": local,
+    "aws": aws,
 }
 
 

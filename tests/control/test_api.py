@@ -22,11 +22,12 @@ import pytest
 from fastapi import FastAPI
 
 from cloudhedge.control.api import create_api, hash_token
+from cloudhedge.control.chaos import Chaos
 from cloudhedge.control.client import ApiError, ControlClient, read_state
 from cloudhedge.control.placement import Placer
 from cloudhedge.control.providers import EmulatedCloud, ManualClock
 from cloudhedge.control.reconciler import Reconciler, StepReport
-from cloudhedge.control.store import ControlStore
+from cloudhedge.control.store import Attempt, ControlStore
 from cloudhedge.gateway.mock import AppServer
 from cloudhedge.spec import load_fleet
 
@@ -45,6 +46,7 @@ class Api:
     store: ControlStore
     cloud: EmulatedCloud
     loop: asyncio.AbstractEventLoop
+    clock: ManualClock
 
     def step(self) -> StepReport:
         """One reconciler step on the server's loop."""
@@ -57,7 +59,8 @@ def api(tmp_path: Path) -> Iterator[Api]:
     clock = ManualClock(start=time.time())
     store = ControlStore(f"sqlite:///{tmp_path / 'control.db'}", clock=clock.now)
     cloud = EmulatedCloud(fleet, clock=clock, run_processes=False)
-    reconciler = Reconciler(store, cloud.providers(), Placer(fleet), fleet, clock=clock)
+    reconciler = Reconciler(store, cloud.providers(), Placer(fleet), fleet, clock=clock,
+                            attempt_secret=b"attempt-secret")
     loops: list[asyncio.AbstractEventLoop] = []
 
     @asynccontextmanager
@@ -65,10 +68,14 @@ def api(tmp_path: Path) -> Iterator[Api]:
         loops.append(asyncio.get_running_loop())
         yield
 
+    def logs(a: Attempt, tail: int) -> str:
+        return f"output of {a.instance_id}, last {tail} lines\n"
+
     app = create_api(reconciler, store, fleet=fleet, token_hash=hash_token(TOKEN),
-                     lifespan=lifespan)
+                     lifespan=lifespan, chaos=Chaos(cloud, store, fleet, clock=clock),
+                     logs=logs)
     with AppServer(app) as url:
-        yield Api(ControlClient(url, TOKEN), url, reconciler, store, cloud, loops[0])
+        yield Api(ControlClient(url, TOKEN), url, reconciler, store, cloud, loops[0], clock)
     store.close()
 
 
@@ -158,6 +165,130 @@ def test_cancel_stops_the_workload(api: Api) -> None:
         assert caught.value.status == 404
 
 
+# --- heartbeats -----------------------------------------------------------------------------
+
+
+def _running_job(api: Api) -> Attempt:
+    api.client.submit("jobs", EXAMPLES / "control" / "job.yaml")
+    api.step()
+    [a] = api.store.list_attempts(states=("running",))
+    return a
+
+
+def _beat(api: Api, a: Attempt, token: str | None, body: dict[str, object]) -> object:
+    return ControlClient(api.url, token or "").request(
+        "POST", f"/v1/attempts/{a.id}/heartbeat", body)
+
+
+def test_a_heartbeat_needs_its_own_attempt_token(api: Api) -> None:
+    a = _running_job(api)
+    token = api.reconciler.attempt_token(a)
+    assert token is not None and token != TOKEN
+    for wrong in (TOKEN, "", token[:-1] + ("0" if token[-1] != "0" else "1")):
+        with pytest.raises(ApiError) as caught:
+            _beat(api, a, wrong, {"step": 1})
+        assert caught.value.status == 401
+    with pytest.raises(ApiError) as caught:  # a token is valid for its own attempt only
+        ControlClient(api.url, token).request("POST", f"/v1/attempts/{a.id + 1}/heartbeat",
+                                              {"step": 1})
+    assert caught.value.status == 401
+    assert _beat(api, a, token, {"step": 7}) == {"desired": "running"}
+    stored = api.store.get_attempt(a.id)
+    assert stored is not None and stored.progress_step == 7
+    assert stored.heartbeat_unix_s == api.clock.now()
+
+
+def test_a_reported_checkpoint_is_where_the_failover_resumes(api: Api) -> None:
+    a = _running_job(api)
+    token = api.reconciler.attempt_token(a)
+    with pytest.raises(ApiError) as caught:
+        _beat(api, a, token, {"checkpoint": "/ckpt/step-40"})  # no step
+    assert caught.value.status == 422
+    _beat(api, a, token, {"step": 40, "checkpoint": "/ckpt/step-40"})
+    _beat(api, a, token, {"step": 40, "checkpoint": "/ckpt/step-40"})  # repeated: harmless
+    assert [e.kind for e in api.store.list_events(workload_id=a.workload_id)].count(
+        "checkpoint") == 1
+    api.client.request("POST", "/v1/chaos/preempt", {"target": "pretrain-small"})
+    report = api.step()
+    assert report.failed == ["pretrain-small/0/0"]
+    assert report.launched == ["pretrain-small/1/0"]
+    placed = [e for e in api.store.list_events(workload_id=a.workload_id)
+              if e.kind == "placement"][-1]
+    assert "resuming from step 40 (/ckpt/step-40)" in placed.reason
+    with pytest.raises(ApiError) as caught:  # the old attempt ended: told to stop
+        _beat(api, a, token, {"step": 41})
+    assert caught.value.status == 409
+
+
+def test_a_cancelled_workload_hears_it_in_the_heartbeat_answer(api: Api) -> None:
+    a = _running_job(api)
+    api.client.cancel("pretrain-small")
+    assert _beat(api, a, api.reconciler.attempt_token(a), {}) == {"desired": "cancelled"}
+
+
+# --- chaos and logs -------------------------------------------------------------------------
+
+
+def test_chaos_outage_restore_and_capacity_over_the_api(api: Api) -> None:
+    a = _running_job(api)
+    with pytest.raises(ApiError) as caught:
+        api.client.request("POST", "/v1/chaos/outage", {"scope": "azur"})
+    assert caught.value.status == 422 and "did you mean 'azure'" in str(caught.value)
+    done = api.client.request("POST", "/v1/chaos/outage",
+                              {"scope": a.provider, "duration_s": 600})
+    assert done["target"] == f"provider:{a.provider}" and done["instances"] == [a.instance_id]
+    assert done["until_unix_s"] == pytest.approx(api.clock.now() + 600)
+    report = api.step()
+    assert report.blocked == [f"provider:{a.provider}"]
+    [moved] = api.store.list_attempts(states=("running",))
+    assert moved.provider != a.provider
+    assert api.client.request("GET", "/v1/blocklist")[0]["scope"] == f"provider:{a.provider}"
+    assert api.client.request("POST", "/v1/chaos/restore", {"scope": a.provider}) == {
+        "scope": a.provider, "restored": True}
+    assert api.client.request("POST", "/v1/chaos/restore", {"scope": a.provider})[
+        "restored"] is False
+    api.step()
+    assert api.client.request("GET", "/v1/blocklist") == []
+    assert api.client.request("POST", "/v1/chaos/capacity",
+                              {"pool": moved.pool, "chips": 0}) == {"pool": moved.pool,
+                                                                    "chips": 0}
+    with pytest.raises(ApiError) as caught:
+        api.client.request("POST", "/v1/chaos/capacity", {"pool": "nope", "chips": 1})
+    assert caught.value.status == 422
+    chaos = [e.reason for e in api.store.list_events() if e.kind == "chaos"]
+    assert len(chaos) == 3 and chaos[0].startswith(f"chaos: outage of provider:{a.provider}")
+
+
+def test_chaos_without_emulated_clouds_is_409(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    fleet = load_fleet(EXAMPLES / "frontier-lab.yaml")
+    clock = ManualClock()
+    store = ControlStore(f"sqlite:///{tmp_path / 'c.db'}", clock=clock.now)
+    cloud = EmulatedCloud(fleet, clock=clock, run_processes=False)
+    app = create_api(Reconciler(store, cloud.providers(), Placer(fleet), fleet, clock=clock),
+                     store, fleet=fleet, token_hash=hash_token(TOKEN))
+    with TestClient(app) as client:
+        answer = client.post("/v1/chaos/outage", json={"scope": "aws"},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 409 and "emulated" in answer.json()["detail"]
+    store.close()
+
+
+def test_logs_of_the_newest_launched_attempt(api: Api) -> None:
+    with pytest.raises(ApiError) as caught:
+        api.client.request("GET", "/v1/workloads/pretrain-small/logs")
+    assert caught.value.status == 404
+    a = _running_job(api)
+    shown = api.client.request("GET", "/v1/workloads/pretrain-small/logs?tail=5")
+    assert shown == {"name": "pretrain-small", "attempt": "pretrain-small/0/0",
+                     "instance_id": a.instance_id,
+                     "text": f"output of {a.instance_id}, last 5 lines\n"}
+    with pytest.raises(ApiError) as caught:
+        api.client.request("GET", "/v1/workloads/pretrain-small/logs?replica=3")
+    assert caught.value.status == 404
+
+
 # --- the CLI end to end ------------------------------------------------------------------
 
 
@@ -171,7 +302,8 @@ def test_up_launch_status_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
     server = subprocess.Popen(
         [str(CLI), "up", str(EXAMPLES / "frontier-lab.yaml"),
-         "--port", "0", "--state-dir", str(state), "--interval", "0.2"],
+         "--port", "0", "--gateway-port", "0", "--state-dir", str(state),
+         "--interval", "0.2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
@@ -198,7 +330,7 @@ def test_up_launch_status_down(tmp_path: Path) -> None:
         done = _cli("down", "--state-dir", str(state))
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("stopped")
-        assert server.wait(timeout=15) in (0, -15)  # uvicorn re-raises SIGTERM when done
+        assert server.wait(timeout=15) == 0
         assert not (state / "server.json").exists()
     finally:
         if server.poll() is None:

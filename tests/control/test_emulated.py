@@ -273,7 +273,7 @@ def test_manual_clock_wakes_sleepers_when_due() -> None:
 
 def test_the_public_api_is_exactly_all() -> None:
     public = {n for n in vars(providers) if not n.startswith("_")}
-    modules = {"base", "clock", "emulated", "local"}
+    modules = {"aws", "base", "clock", "emulated", "local"}
     assert public - modules == set(providers.__all__)
 
 

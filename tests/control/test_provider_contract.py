@@ -1,7 +1,8 @@
 """The contract every provider adapter passes (see ``providers/base.py`` for the rules).
 
 Parametrized over ``provider_harness.FACTORIES``. Checks that need processes skip on
-simulated adapters; checks that need fault injection skip on adapters without it.
+simulated adapters and on clouds (whose processes the test cannot see); checks that
+need fault injection skip on adapters without it.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def test_exit_code_decides_the_state(harness: Harness, code: int,
                                      state: InstanceState) -> None:
     if not harness.provider.capabilities.real_processes:
         pytest.skip("simulated instances run no process")
+    if not harness.observable_processes:
+        pytest.skip("the process runs out of the test's sight (a cloud)")
 
     async def body(h: Harness) -> None:
         cmd = [sys.executable, "-c", f"raise SystemExit({code})"]
@@ -149,6 +152,8 @@ def test_exit_code_decides_the_state(harness: Harness, code: int,
 def test_the_process_is_told_where_it_runs(harness: Harness, tmp_path: Path) -> None:
     if not harness.provider.capabilities.real_processes:
         pytest.skip("simulated instances run no process")
+    if not harness.observable_processes:
+        pytest.skip("the process runs out of the test's sight (a cloud)")
     out = tmp_path / "env.json"
     script = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
               "if k.startswith(('CLOUDHEDGE_', 'MY_'))}, open(sys.argv[1], 'w'))")

@@ -160,8 +160,12 @@ def test_an_outage_fails_over_to_another_provider_and_resumes(tmp_path: Path) ->
         placement = w.store.list_events(attempt_id=new.id)[0]
         assert placement.kind == "placement" and "placed on gcp-h100" in placement.reason
         assert "resuming from step 1200" in placement.reason
-        assert any("blocked by provider:aws" in line
-                   for line in placement.data["explain"])  # type: ignore[index]
+        workload = w.store.get_workload(wid)
+        assert workload is not None and placement.data is not None
+        lines = rec.explain_placement(workload, placement.data)  # rendered from its inputs
+        assert lines[0] == placement.reason.split("; resuming")[0]
+        assert any("blocked by provider:aws" in line for line in lines)
+        assert any(line.strip().startswith("chosen   gcp-h100") for line in lines)
         assert any(e.kind == "blocklist" and "provider:aws" in e.reason
                    for e in w.store.list_events())
         # the block lapses; the job stays where it is
@@ -375,5 +379,124 @@ def test_run_steps_on_the_injected_clock_until_stopped(tmp_path: Path) -> None:
         stop.set()
         await asyncio.wait_for(task, 5)
         assert len(w.store.list_attempts()) == 1
+
+    run(tmp_path, body)
+
+
+def test_a_job_silent_past_its_heartbeat_timeout_is_failed_and_placed_again(
+        tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        r = w.reconciler()
+        spec = JobSpec(**{**job().__dict__, "heartbeat_timeout_s": 30.0})
+        r.submit_job(spec)
+        await r.step()
+        [a] = w.store.list_attempts(states=("running",))
+        w.clock.advance(20)
+        assert r.heartbeat(a, step=3)
+        w.clock.advance(20)  # 20 s since the heartbeat: within the timeout
+        report = await r.step()
+        assert report.failed == []
+        w.clock.advance(11)  # 31 s of silence
+        report = await r.step()
+        assert report.failed == ["train/0/0"]
+        ended = w.store.get_attempt(a.id)
+        assert ended is not None and (ended.state, ended.error_kind) == ("failed", "heartbeat")
+        assert report.launched == []  # counts against the retry policy: backoff first
+        [ended_instance] = await w.instances()
+        assert ended_instance.state is InstanceState.TERMINATED
+        w.clock.advance(job().retry.backoff_s)
+        assert (await r.step()).launched == ["train/1/0"]
+        failover = [e for e in w.store.list_events() if e.kind == "failover"]
+        assert "no heartbeat for 31 s" in failover[0].reason
+
+    run(tmp_path, body)
+
+
+def test_without_a_heartbeat_timeout_silence_is_fine(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        r = w.reconciler()
+        r.submit_job(job())
+        await r.step()
+        w.clock.advance(10_000)
+        assert (await r.step()).failed == []
+
+    run(tmp_path, body)
+
+
+def test_a_service_replica_is_given_its_port_in_the_request(tmp_path: Path) -> None:
+    ports = iter(range(9000, 9100))
+
+    async def body(w: World) -> None:
+        r = Reconciler(w.store, w.cloud.providers(), Placer(w.fleet), w.fleet, clock=w.clock,
+                       replica_port=lambda: next(ports), attempt_secret=b"k",
+                       api_url="http://127.0.0.1:8700")
+        r.submit_service(service(replicas=2))
+        await r.step()
+        attempts = w.store.list_attempts()
+        assert sorted(a.port for a in attempts) == [9000, 9001]
+        for a in attempts:
+            workload = w.store.get_workload(a.workload_id)
+            assert workload is not None
+            request = r._request(a, workload)
+            assert request.replica_port == a.port
+            assert request.env["CLOUDHEDGE_REPLICA_PORT"] == str(a.port)
+            assert request.env["CLOUDHEDGE_MODEL"] == "llama"
+            assert request.env["CLOUDHEDGE_HEARTBEAT_URL"] == (
+                f"http://127.0.0.1:8700/v1/attempts/{a.id}/heartbeat")
+            assert request.env["CLOUDHEDGE_ATTEMPT_TOKEN"] == r.attempt_token(a)
+            assert request == r._request(a, workload)  # the same request for the same key
+
+    run(tmp_path, body)
+
+
+def test_transient_launch_errors_retry_with_the_same_key_then_give_up_on_the_scope(
+        tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        r = w.reconciler(max_transient_retries=3)
+        w.cloud.fail_launches(Transient, Scope.of_pool("aws-h100"), times=2)
+        r.submit_job(job())
+        assert (await r.step()).launched == []  # 1st transient error
+        report = await r.step()  # 2nd; the 3rd call succeeds with the same key
+        assert report.launched == []
+        report = await r.step()
+        assert report.launched == ["train/0/0"]
+        [a] = w.store.list_attempts()
+        assert a.pool == "aws-h100"  # retried in place, not moved
+
+        w.cloud.fail_launches(Transient, Scope.of_pool("gcp-h100"), times=10)
+        r.submit_job(job("other", chips=8))  # aws has 4 chips left: "other" goes to gcp
+        for _ in range(2):
+            assert (await r.step()).failed == []
+        report = await r.step()
+        assert report.failed == ["other/0/0"] and report.blocked == ["pool:gcp-h100"]
+        report = await r.step()
+        assert report.launched == ["other/1/0"]
+        [moved] = w.store.list_attempts(states=("running",), workload_id=2)
+        assert moved.pool == "azure-h100"
+
+    run(tmp_path, body)
+
+
+def test_a_checkpoint_saved_but_never_reported_is_found_at_the_job_location(
+        tmp_path: Path) -> None:
+    from cloudhedge.control.checkpoints import open_checkpoints
+
+    location = str(tmp_path / "ckpt")
+
+    async def body(w: World) -> None:
+        r = w.reconciler()
+        wid = r.submit_job(job(checkpoint=location))
+        await r.step()
+        w.store.record_checkpoint(wid, 20, f"{location}/reported")  # an older report
+        saved = open_checkpoints(location).save(30, b'{"step": 30}')  # died before reporting
+        [a] = w.store.list_attempts()
+        assert a.instance_id is not None
+        w.cloud.preempt(a.instance_id)
+        report = await r.step()
+        assert report.launched == ["train/1/0"]
+        placed = [e for e in w.store.list_events(workload_id=wid) if e.kind == "placement"]
+        assert placed[-1].data is not None
+        assert (placed[-1].data["resume_step"], placed[-1].data["resume_from"]) == (
+            30, saved.location)
 
     run(tmp_path, body)

@@ -75,7 +75,7 @@ def only(issues: list[SpecIssue]) -> SpecIssue:
 def test_the_examples_load(fleet: Fleet) -> None:
     job = load_job(EXAMPLES / "control" / "job.yaml", fleet)
     service = load_service(EXAMPLES / "control" / "service.yaml", fleet)
-    assert job.kind == "training" and job.gang_size == 4 and job.checkpoint
+    assert job.kind == "training" and job.gang_size == 4 and job.heartbeat_timeout_s == 30
     assert job.command[:2] == SHELL and "train.py" in job.command[2]
     assert service.replicas == 3 and service.spread is DomainKind.PROVIDER
     assert "mock-upstream" in service.command[2]
@@ -185,3 +185,52 @@ def test_yaml_errors_and_empty_files(fleet: Fleet, tmp_path: Path) -> None:
     assert "empty" in only(job_issues("", fleet)).message
     with pytest.raises(SpecError, match="cannot read"):
         load_job(tmp_path / "missing.yaml", fleet)
+
+
+def test_json_reads_like_the_same_yaml_and_its_errors_are_located(fleet: Fleet) -> None:
+    import json
+
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(JOB)
+    text = json.dumps(data, indent=2)
+    assert load_job_text(text, "job.json", fleet) == load_job_text(JOB, "job.json", fleet)
+    bad = json.dumps({**data, "gang_size": "four", "accelerators": [
+        {"accelerator": "h10", "chips": 8}]}, indent=2)
+    with pytest.raises(SpecError) as caught:
+        load_job_text(bad, "job.json", fleet)
+    by_path = {i.path: i for i in caught.value.issues}
+    line = next(n for n, row in enumerate(bad.splitlines(), 1) if '"gang_size"' in row)
+    assert (by_path["gang_size"].file, by_path["gang_size"].line) == ("job.json", line)
+    # a semantic error (found after validation) is located too
+    unknown = json.dumps({**data, "accelerators": [{"accelerator": "h10", "chips": 8}]},
+                         indent=2)
+    with pytest.raises(SpecError) as caught:
+        load_job_text(unknown, "job.json", fleet)
+    [issue] = caught.value.issues
+    assert issue.path == "accelerators[0].accelerator" and issue.suggestion == "h100"
+    assert issue.line == next(n for n, row in enumerate(unknown.splitlines(), 1)
+                              if '"h10"' in row)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name: \x00x", "is not allowed in YAML"),
+    ("[" * 2000 + "]" * 2000, "nested too deeply"),
+    ("a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+     "expands to more than 10,000 values"),
+])
+def test_hostile_yaml_is_a_located_error_not_a_crash(fleet: Fleet, text: str,
+                                                     message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        load_job_text(text, "evil.yaml", fleet)
+    assert message in str(caught.value.issues[0])
+    assert caught.value.issues[0].file == "evil.yaml"
+
+
+def test_a_merge_key_is_read(fleet: Fleet) -> None:
+    text = ("base: &base {accelerator: h100, chips: 8}\n" + JOB.replace(
+        "  - {accelerator: h100, chips: 8}", "  - {<<: *base}"))
+    with pytest.raises(SpecError) as caught:  # `base` is not a job field: located, no crash
+        load_job_text(text, "merge.yaml", fleet)
+    assert [i.path for i in caught.value.issues] == ["base"]

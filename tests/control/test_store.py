@@ -94,10 +94,59 @@ def test_migrations_create_the_schema_from_empty_and_are_idempotent(url: str) ->
             VERSION_TABLE} <= names
     with store.engine.connect() as conn:
         assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() \
-            == ["0001"]
+            == ["0002"]
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
         assert compare_metadata(context, metadata) == []  # the migration matches the tables
     again.close()
+
+
+def test_upgrading_from_0001_keeps_the_attempts(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from cloudhedge.control.store import _MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    old = ControlStore(url, migrate=False)
+    with old.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.execute(text(
+            "INSERT INTO workloads (id, name, kind, spec, desired, priority, version, "
+            "created_unix_s, updated_unix_s) VALUES (1, 'w', 'batch', '{}', 'running', 0, 1, "
+            "0, 0)"))
+        conn.execute(text(
+            "INSERT INTO attempts (workload_id, idempotency_key, pool, provider, region, "
+            "accelerator, chips, replica, state, created_unix_s, updated_unix_s) VALUES "
+            "(1, 'w/0/0', 'p', 'aws', 'us-east-1', 'h100', 8, 0, 'running', 0, 0)"))
+    old.close()
+    store = ControlStore(url)  # migrates to the newest revision
+    (a,) = store.list_attempts()
+    assert (a.idempotency_key, a.state, a.port, a.heartbeat_unix_s) == ("w/0/0", "running",
+                                                                        None, None)
+    assert store.heartbeat(a.id, step=5) is not None
+    store.close()
+
+
+def test_heartbeats_touch_running_attempts_only_and_progress_never_goes_back(
+        store: ControlStore, clock: FakeClock) -> None:
+    w = store.create_workload("train", "training", {})
+    (planned,) = store.plan_attempts([plan(w.id, "train/0/0")])
+    assert store.heartbeat(planned.attempt.id, step=1) is None  # not running yet
+    store.advance(planned.attempt.id, ["planned"], "running", instance_id="i-1")
+    clock.advance(3)
+    beat = store.heartbeat(planned.attempt.id, step=40)
+    assert beat is not None and beat.progress_step == 40
+    assert beat.heartbeat_unix_s == clock()
+    clock.advance(3)
+    later = store.heartbeat(planned.attempt.id, step=20)  # a late, out-of-order report
+    assert later is not None and later.progress_step == 40
+    assert later.heartbeat_unix_s == clock()
+    kept = store.heartbeat(planned.attempt.id)
+    assert kept is not None and kept.progress_step == 40
+    store.advance(planned.attempt.id, ["running"], "lost")
+    assert store.heartbeat(planned.attempt.id, step=60) is None
     store.close()
 
 

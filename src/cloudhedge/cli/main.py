@@ -197,6 +197,9 @@ app.command(name="serve")(control_cmd.serve)
 app.command(name="status")(control_cmd.status)
 app.command(name="cancel")(control_cmd.cancel)
 app.command(name="explain")(control_cmd.explain)
+app.command(name="logs")(control_cmd.logs)
+app.command(name="key")(control_cmd.key)
+app.add_typer(control_cmd.chaos_app, name="chaos")
 
 
 def main() -> None:
@@ -204,3 +207,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

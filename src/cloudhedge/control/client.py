@@ -1,16 +1,18 @@
 """A small client of the control-plane API (stdlib only), and the server's state file.
 
-``cloudhedge up`` writes ``STATE_DIR/server.json`` (mode 0600): pid, url and bearer
-token. ``cloudhedge launch | serve | status | cancel | explain | down`` read it.
+``cloudhedge up`` writes ``STATE_DIR/server.json`` (mode 0600): pid, API url and bearer
+token, the gateway's url and the keys it generated. The other commands
+(``launch | serve | status | cancel | explain | logs | chaos | down``) read it.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,10 @@ class ApiError(CloudhedgeError):
 @dataclass(frozen=True)
 class ServerState:
     pid: int
-    url: str
-    token: str
+    url: str  # the API
+    token: str  # the API's bearer token
+    gateway_url: str | None = None  # the OpenAI-compatible base URL (ends in /v1)
+    gateway_keys: dict[str, str] = field(default_factory=dict)  # tenant -> key, generated
 
 
 def state_path(state_dir: Path) -> Path:
@@ -61,7 +65,9 @@ def read_state(state_dir: Path) -> ServerState:
         raise FileNotFoundError(
             f"{path} not found: is `cloudhedge up` running with --state-dir {state_dir}?"
         ) from None
-    return ServerState(pid=int(data["pid"]), url=str(data["url"]), token=str(data["token"]))
+    return ServerState(pid=int(data["pid"]), url=str(data["url"]), token=str(data["token"]),
+                       gateway_url=data.get("gateway_url"),
+                       gateway_keys=dict(data.get("gateway_keys") or {}))
 
 
 class ControlClient:
@@ -94,6 +100,9 @@ class ControlClient:
             raise ApiError(e.code, payload) from None
         except urllib.error.URLError as e:
             raise ApiError(0, f"cannot reach {self.url}: {e.reason}") from None
+        except (http.client.HTTPException, OSError) as e:  # e.g. the server died mid-answer
+            raise ApiError(0, f"connection to {self.url} failed: {type(e).__name__}: {e}") \
+                from None
 
     def submit(self, kind: str, path: Path) -> Any:
         """POST a job (``kind='jobs'``) or service (``'services'``) file."""

@@ -60,6 +60,7 @@ __all__ = [
     "ScopeKind",
     "Verdict",
     "explain",
+    "headline",
     "period_at",
     "request_for_job",
     "request_for_service",
@@ -763,17 +764,20 @@ class Placer:
 # --- explanations --------------------------------------------------------------------------
 
 
+def headline(decision: Placement) -> str:
+    """The decision in one sentence (the first line of :func:`explain`), cheaply."""
+    label = decision._ctx.placer.fleet.horizon.label(decision.period)
+    head = f"{decision.request.describe}, {label}: "
+    if decision.pool is None:
+        return head + f"not placed ({decision.outcome}: no pool passes every filter)"
+    return head + f"placed on {decision.pool} ({_n(decision.chips)} chips)"
+
+
 def explain(decision: Placement) -> list[str]:
     """What ``cloudhedge explain`` prints: the decision, then per pool why it was (not)
     chosen: the chosen pool, the other passing pools by score, then the rejected ones."""
     placer = decision._ctx.placer
-    label = placer.fleet.horizon.label(decision.period)
-    head = f"{decision.request.describe}, {label}: "
-    if decision.pool is None:
-        head += f"not placed ({decision.outcome}: no pool passes every filter)"
-    else:
-        head += f"placed on {decision.pool} ({_n(decision.chips)} chips)"
-    lines = [head]
+    lines = [headline(decision)]
     verdicts = decision.verdicts
     chosen = [v for v in verdicts if v.pool == decision.pool]
     others = sorted((v for v in verdicts if v.passed and v.pool != decision.pool),

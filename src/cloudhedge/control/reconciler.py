@@ -27,7 +27,9 @@ One step, in order:
    ``planned -> launching`` then ``launching -> running`` by compare-and-set. A launch
    refused for capacity, quota or permission fails the attempt and blocks the error's
    scope; the work is placed again on the next step. ``Transient`` errors are retried
-   with the same key (providers launch once per key).
+   with the same key on the next steps (providers launch once per key), at most
+   ``max_transient_retries`` times in a row; then the attempt fails and the error's
+   scope is blocked like a capacity error.
 
 Every decision is an event (``placement``, ``rejection``, ``launch``, ``failover``,
 ``blocklist``, ``adoption``, ``termination``, ``desired``), so ``cloudhedge explain``
@@ -37,18 +39,23 @@ can tell why a workload runs where it does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cloudhedge.control.checkpoints import CheckpointError, open_checkpoints
 from cloudhedge.control.placement import (
     Outcome,
     Placement,
     Placer,
     explain,
+    headline,
     period_at,
     request_for_job,
     request_for_service,
@@ -70,6 +77,7 @@ from cloudhedge.control.providers import (
     SignalKind,
     Transient,
 )
+from cloudhedge.control.providers.clock import every
 from cloudhedge.control.specs import (
     AcceleratorOption,
     JobSpec,
@@ -80,21 +88,25 @@ from cloudhedge.control.specs import (
 from cloudhedge.control.store import (
     LIVE_STATES,
     Attempt,
+    AttemptPlan,
     AttemptState,
     ControlStore,
     EventKind,
     JsonDict,
+    Move,
     NewEvent,
     Workload,
     WorkloadKind,
 )
 from cloudhedge.core.models import Criticality, DomainKind, Fleet
 
-__all__ = ["Reconciler", "StepReport", "job_from_json", "service_from_json", "spec_to_json"]
+__all__ = ["Reconciler", "StepReport", "free_loopback_port", "job_from_json",
+           "service_from_json", "spec_to_json"]
 
 log = logging.getLogger(__name__)
 
 _UNSTARTED: tuple[AttemptState, ...] = ("planned", "launching")
+_BATCH = 256  # attempts per store transaction when placing and launching
 _BLOCKING_LAUNCH_ERRORS = (CapacityUnavailable, QuotaExceeded, PermissionDenied)
 
 
@@ -128,7 +140,8 @@ def job_from_json(d: Mapping[str, Any]) -> JobSpec:
         accelerators=tuple(AcceleratorOption(**a) for a in d["accelerators"]),
         gang_size=d["gang_size"], checkpoint=d["checkpoint"], retry=RetryPolicy(**d["retry"]),
         priority=d["priority"], tenant_class=d["tenant_class"], jurisdiction=d["jurisdiction"],
-        spot_allowed=d["spot_allowed"], source=d["source"])
+        spot_allowed=d["spot_allowed"], source=d["source"],
+        heartbeat_timeout_s=d.get("heartbeat_timeout_s"))
 
 
 def service_from_json(d: Mapping[str, Any]) -> ServiceSpec:
@@ -140,6 +153,14 @@ def service_from_json(d: Mapping[str, Any]) -> ServiceSpec:
         tenant_class=d["tenant_class"], jurisdiction=d["jurisdiction"],
         criticality=Criticality(d["criticality"]), spot_allowed=d["spot_allowed"],
         source=d["source"])
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a replica of an emulated or local cloud)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _spec(w: Workload) -> JobSpec | ServiceSpec:
@@ -155,7 +176,9 @@ class Reconciler:
     def __init__(self, store: ControlStore, providers: Mapping[str, Provider], placer: Placer,
                  fleet: Fleet, *, clock: Clock, block_for_s: float = 600.0,
                  heartbeat_timeout_s: float = 60.0, launch_timeout_s: float = 900.0,
-                 interval_s: float = 5.0) -> None:
+                 interval_s: float = 5.0, replica_port: Callable[[], int] = free_loopback_port,
+                 attempt_secret: bytes | None = None, api_url: str | None = None,
+                 max_transient_retries: int = 5) -> None:
         self._store = store
         self._providers = dict(providers)
         self._placer = placer
@@ -165,11 +188,22 @@ class Reconciler:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.launch_timeout_s = launch_timeout_s
         self.interval_s = interval_s
+        self._replica_port = replica_port
+        self._secret = attempt_secret
+        self.api_url = api_url  # where workloads send heartbeats (set once the API is bound)
         self._pools = {p.name: p for p in fleet.pools}
         start = clock.now()
         self._last_heard = dict.fromkeys(self._providers, start)
         self._known: set[int] = set()  # attempts this process has seen running
+        self._transient: dict[int, int] = {}  # transient launch errors in a row, by attempt
+        self._resume: dict[int, JsonDict] = {}  # checkpoint to resume from, by attempt planned
+        self.max_transient_retries = max_transient_retries
         self._notes: dict[tuple[int, int], str] = {}  # last rejection per (workload, replica)
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """The adapters, by provider name."""
+        return self._providers
 
     # -- desired state ----------------------------------------------------------------
 
@@ -206,21 +240,38 @@ class Reconciler:
         self._event("desired", f"{name} cancelled", found.id)
         return True
 
+    # -- what workloads report -------------------------------------------------------
+
+    def attempt_token(self, a: Attempt) -> str | None:
+        """The bearer token attempt ``a`` reports with (HMAC of its key; None: no secret)."""
+        if self._secret is None:
+            return None
+        return hmac.new(self._secret, a.idempotency_key.encode(), hashlib.sha256).hexdigest()
+
+    def heartbeat(self, a: Attempt, *, step: int | None = None,
+                  checkpoint: str | None = None) -> bool:
+        """Record a heartbeat of attempt ``a`` (and its checkpoint); False if not running.
+
+        A checkpoint is stored (with a ``checkpoint`` event) only when its step is past
+        the latest one stored, so a repeated report is harmless.
+        """
+        beat = self._store.heartbeat(a.id, step=step)
+        if beat is None:
+            return False
+        if checkpoint is not None and step is not None:
+            latest = self._store.latest_checkpoint(a.workload_id)
+            if latest is None or step > latest.step:
+                self._store.record_checkpoint(a.workload_id, step, checkpoint)
+                self._event("checkpoint", f"{a.idempotency_key} checkpointed step {step} at "
+                            f"{checkpoint}", a.workload_id, a.id,
+                            {"step": step, "location": checkpoint})
+        return True
+
     # -- the loop ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``interval_s`` (on the injected clock) until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self.step()
-            except Exception:  # a loop that must outlive one bad pass
-                log.exception("reconciler step failed; retrying next interval")
-            sleeper = asyncio.ensure_future(self._clock.sleep(self.interval_s))
-            stopper = asyncio.ensure_future(stop.wait())
-            _, pending = await asyncio.wait({sleeper, stopper},
-                                            return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+        await every(self._clock, self.interval_s, stop, self.step, "reconciler step")
 
     async def step(self) -> StepReport:
         """One level-triggered pass; safe to repeat and to run after a crash."""
@@ -231,7 +282,7 @@ class Reconciler:
         workloads = {w.id: w for w in self._store.list_workloads()}
         for a in attempts:
             if a.state in LIVE_STATES:
-                await self._check(a, seen, report)
+                await self._check(a, workloads.get(a.workload_id), seen, report)
         await self._cancel(workloads, report)
         self._place(workloads, report)
         await self._launch(workloads, report)
@@ -299,8 +350,8 @@ class Reconciler:
 
     # -- 3. check ---------------------------------------------------------------------
 
-    async def _check(self, a: Attempt, seen: Mapping[str, Mapping[str, Instance]],
-                     report: StepReport) -> None:
+    async def _check(self, a: Attempt, w: Workload | None,
+                     seen: Mapping[str, Mapping[str, Instance]], report: StepReport) -> None:
         listing = seen.get(a.provider)
         if listing is None:
             return  # not heard from this step: judged by the heartbeat timeout
@@ -327,12 +378,32 @@ class Reconciler:
                     report.completed.append(a.idempotency_key)
             case InstanceState.FAILED | InstanceState.PREEMPTED | InstanceState.TERMINATED:
                 scope = self._failed_scope(inst)
-                state: AttemptState = "failed" if inst.state is InstanceState.FAILED else "lost"
+                # failed by its own exit code, or with a failed scope: "failed"; failed with
+                # neither (the cloud lost it: it never ran, or died unseen) is no fault of
+                # the workload's: "lost", not counted against its retry policy
+                state: AttemptState = "failed" if inst.state is InstanceState.FAILED and (
+                    inst.exit_code is not None or scope is not None) else "lost"
                 reason = f"instance {inst.id} {inst.state}" + (
                     f" ({inst.detail})" if inst.detail else "")
                 self._fail(a, state, str(inst.state), scope, reason, report)
+            case InstanceState.RUNNING if w is not None and (
+                    silent := self._silent_for(a, w, inst, now)) is not None:
+                await self._providers[a.provider].terminate(inst.id)
+                self._fail(a, "failed", "heartbeat", None, f"no heartbeat for {silent:.0f} s "
+                           "(past the job's heartbeat_timeout_s)", report)
             case _:
                 pass
+
+    @staticmethod
+    def _silent_for(a: Attempt, w: Workload, inst: Instance, now: float) -> float | None:
+        """Seconds a job with a heartbeat timeout has been silent past it, else None."""
+        if w.kind == "service":
+            return None
+        timeout = job_from_json(w.spec).heartbeat_timeout_s
+        if timeout is None:
+            return None
+        last = a.heartbeat_unix_s or inst.started_at or a.updated_unix_s
+        return now - last if now - last > timeout else None
 
     def _adopt(self, a: Attempt, inst: Instance, report: StepReport) -> None:
         self._known.add(a.id)
@@ -340,7 +411,7 @@ class Reconciler:
             reason = f"adopted {inst.id} ({inst.state}) on {inst.pool} for {a.idempotency_key}"
             self._event("adoption", reason, a.workload_id, a.id)
         elif not self._store.advance(a.id, (*_UNSTARTED, "running"), "running",
-                                     instance_id=inst.id, event=NewEvent(
+                                     instance_id=inst.id, address=inst.address, event=NewEvent(
                                          "adoption", f"adopted {inst.id} on {inst.pool}: "
                                          f"launched for {a.idempotency_key} before a restart",
                                          a.workload_id, a.id)):
@@ -398,6 +469,7 @@ class Reconciler:
         for a in self._store.list_attempts():
             by_workload.setdefault(a.workload_id, []).append(a)
         order = sorted(workloads.values(), key=lambda w: (-w.priority, w.id))
+        plans: list[AttemptPlan] = []
         for w in order:
             if w.desired != "running":
                 continue
@@ -414,9 +486,21 @@ class Reconciler:
                     self._reject(w, replica, decision, report)
                     break  # later replicas would not fit either
                 generation = sum(1 for a in attempts if a.replica == replica)
-                self._plan(w, spec, replica, generation, decision, report)
+                inputs: JsonDict = {
+                    "version": w.version, "period": period,
+                    "usage": {name: float(c) for name, c in zip(
+                        self._placer.index, usage.chips, strict=True) if c},
+                    "blocklist": sorted(str(b) for b in blocks), "beside": list(beside)}
+                plans.append(self._plan(w, spec, replica, generation, decision, inputs))
                 usage = usage.with_added(self._placer.index[decision.pool], decision.chips)
                 beside.append(decision.pool)
+        for start in range(0, len(plans), _BATCH):
+            chunk = plans[start:start + _BATCH]
+            for plan, planned in zip(chunk, self._store.plan_attempts(chunk), strict=True):
+                if planned.created:
+                    report.placed.append(plan.idempotency_key)
+                    if plan.data and "resume_from" in plan.data:
+                        self._resume[planned.attempt.id] = plan.data
 
     def _wanted(self, w: Workload, spec: JobSpec | ServiceSpec, attempts: Sequence[Attempt],
                 now: float) -> list[int]:
@@ -438,26 +522,73 @@ class Reconciler:
         return [0]
 
     def _plan(self, w: Workload, spec: JobSpec | ServiceSpec, replica: int, generation: int,
-              decision: Placement, report: StepReport) -> None:
+              decision: Placement, inputs: JsonDict) -> AttemptPlan:
+        """The attempt for a decision. Its event keeps the headline and the decision's
+        inputs; :meth:`explain_placement` renders the per-pool reasons from them on
+        demand (placing is cheap, describing 50 pools is not)."""
         assert decision.pool is not None
         pool = self._pools[decision.pool]
-        lines = explain(decision)
-        data: JsonDict = {"explain": lines}
-        reason = lines[0]
+        data: JsonDict = {"inputs": inputs}
+        reason = headline(decision)
         if isinstance(spec, JobSpec) and spec.kind == "training":
-            checkpoint = self._store.latest_checkpoint(w.id)
-            if checkpoint is not None:
-                data["resume_from"] = checkpoint.location
-                data["resume_step"] = checkpoint.step
-                reason += f"; resuming from step {checkpoint.step} ({checkpoint.location})"
-        key = f"{w.name}/{generation}/{replica}"
-        planned = self._store.plan_attempt(
-            w.id, idempotency_key=key, pool=pool.name, provider=pool.provider,
-            region=pool.region, accelerator=pool.accelerator, chips=round(decision.chips),
-            replica=replica, reason=reason, data=data)
-        if planned.created:
-            report.placed.append(key)
+            resume = self._latest_checkpoint(w, spec)
+            if resume is not None:
+                step, location = resume
+                data["resume_from"] = location
+                data["resume_step"] = step
+                reason += f"; resuming from step {step} ({location})"
         self._notes.pop((w.id, replica), None)
+        return AttemptPlan(
+            workload_id=w.id, idempotency_key=f"{w.name}/{generation}/{replica}",
+            pool=pool.name, provider=pool.provider, region=pool.region,
+            accelerator=pool.accelerator, chips=round(decision.chips), replica=replica,
+            reason=reason, data=data,
+            port=self._replica_port() if isinstance(spec, ServiceSpec) else None)
+
+    def explain_placement(self, w: Workload, data: Mapping[str, Any]) -> list[str]:
+        """The per-pool reasons of a stored placement or rejection event's decision.
+
+        A placement is decided again from the inputs it stored (usage, blocklist,
+        spread, period), so the reasons are those of that decision; the workload's spec
+        is today's (``version`` in the inputs says which one the decision saw).
+        """
+        lines = data.get("explain")
+        if isinstance(lines, list):
+            return [str(line) for line in lines]
+        inputs = data.get("inputs")
+        if not isinstance(inputs, Mapping):
+            return []
+        spec = _spec(w)
+        request = (request_for_service(spec) if isinstance(spec, ServiceSpec)
+                   else request_for_job(spec))
+        blocks = frozenset(Scope(ScopeKind(kind), name) for kind, _, name in (
+            str(b).partition(":") for b in inputs.get("blocklist", [])))
+        decision = self._placer.place(request, self._placer.usage(inputs.get("usage", {})),
+                                      int(inputs.get("period", 0)), blocklist=blocks,
+                                      beside=[str(p) for p in inputs.get("beside", [])])
+        out = explain(decision)
+        if inputs.get("version") != w.version:
+            out.append(f"  (decided on version {inputs.get('version')} of {w.name}; "
+                       f"the reasons above use version {w.version})")
+        return out
+
+    def _latest_checkpoint(self, w: Workload, spec: JobSpec) -> tuple[int, str] | None:
+        """The newest checkpoint: reported in heartbeats, or found at the job's location.
+
+        A job that saved a checkpoint but died before reporting it still resumes from
+        it; an unreadable location is logged and the reported checkpoint used.
+        """
+        reported = self._store.latest_checkpoint(w.id)
+        best = None if reported is None else (reported.step, reported.location)
+        if spec.checkpoint is not None:
+            try:
+                found = open_checkpoints(spec.checkpoint).latest()
+            except CheckpointError as e:
+                log.warning("checkpoints of %s: %s", w.name, e)
+                found = None
+            if found is not None and (best is None or found.step > best[0]):
+                best = (found.step, found.location)
+        return best
 
     def _reject(self, w: Workload, replica: int, decision: Placement,
                 report: StepReport) -> None:
@@ -478,17 +609,40 @@ class Reconciler:
     # -- 6. launch --------------------------------------------------------------------
 
     async def _launch(self, workloads: Mapping[int, Workload], report: StepReport) -> None:
+        ready: list[tuple[Attempt, Workload, Provider]] = []
         for a in self._store.list_attempts(states=_UNSTARTED):
             w = workloads.get(a.workload_id) or self._store.get_workload(a.workload_id)
             provider = self._providers.get(a.provider)
-            if w is None or w.desired != "running" or provider is None:
-                continue
-            if a.state == "planned" and not self._store.advance(a.id, ["planned"], "launching"):
+            if w is not None and w.desired == "running" and provider is not None:
+                ready.append((a, w, provider))
+        for start in range(0, len(ready), _BATCH):
+            await self._launch_batch(ready[start:start + _BATCH], report)
+
+    async def _launch_batch(self, batch: Sequence[tuple[Attempt, Workload, Provider]],
+                            report: StepReport) -> None:
+        """``planned -> launching`` for the batch in one transaction, the provider calls,
+        then ``launching -> running`` in one transaction."""
+        claims = [Move(a.id, ("planned",), "launching") for a, _, _ in batch
+                  if a.state == "planned"]
+        claimed = {m.attempt_id for m, ok in zip(claims, self._store.advance_many(claims),
+                                                  strict=True) if ok}
+        started: list[Move] = []
+        keys: list[str] = []
+        for a, w, provider in batch:
+            if a.state == "planned" and a.id not in claimed:
                 continue  # another process moved it
             try:
                 inst = await provider.launch(self._request(a, w))
             except Transient as e:
-                log.warning("launch of %s: %s; retrying with the same key", a.idempotency_key, e)
+                tries = self._transient[a.id] = self._transient.get(a.id, 0) + 1
+                if tries < self.max_transient_retries:
+                    log.warning("launch of %s: %s; retrying with the same key (%d/%d)",
+                                a.idempotency_key, e, tries, self.max_transient_retries)
+                    continue
+                reason = (f"launch failed {tries} times in a row with transient errors, last: "
+                          f"{e}")
+                self._block(e.scope, reason, report, a)
+                self._fail(a, "failed", "Transient", e.scope, reason, report)
                 continue
             except _BLOCKING_LAUNCH_ERRORS as e:
                 reason = f"launch refused: {type(e).__name__}: {e}"
@@ -499,27 +653,44 @@ class Reconciler:
                 self._fail(a, "failed", "InvalidRequest", None, f"launch invalid: {e}", report)
                 continue
             self._known.add(a.id)
-            if self._store.advance(a.id, ["launching"], "running", instance_id=inst.id,
-                                   event=NewEvent("launch", f"launched {a.idempotency_key} as "
-                                                  f"{inst.id} on {a.pool} ({a.chips} chips)",
-                                                  a.workload_id, a.id)):
-                report.launched.append(a.idempotency_key)
+            self._transient.pop(a.id, None)
+            keys.append(a.idempotency_key)
+            started.append(Move(a.id, ("launching",), "running", instance_id=inst.id,
+                                address=inst.address, event=NewEvent(
+                                    "launch", f"launched {a.idempotency_key} as {inst.id} on "
+                                    f"{a.pool} ({a.chips} chips)", a.workload_id, a.id)))
+        for key, move, ok in zip(keys, started, self._store.advance_many(started), strict=True):
+            if ok:
+                report.launched.append(key)
+                self._resume.pop(move.attempt_id, None)
 
     def _request(self, a: Attempt, w: Workload) -> LaunchRequest:
         """The launch request of an attempt: the same for the same key, on every call."""
         spec = _spec(w)
         env = {"CLOUDHEDGE_WORKLOAD": w.name, "CLOUDHEDGE_ATTEMPT": a.idempotency_key,
                "CLOUDHEDGE_REPLICA": str(a.replica)}
-        if isinstance(spec, JobSpec):
+        token = self.attempt_token(a)
+        if token is not None and self.api_url is not None:
+            env["CLOUDHEDGE_HEARTBEAT_URL"] = f"{self.api_url}/v1/attempts/{a.id}/heartbeat"
+            env["CLOUDHEDGE_ATTEMPT_TOKEN"] = token
+        if isinstance(spec, ServiceSpec):
+            env["CLOUDHEDGE_MODEL"] = spec.model
+            if a.port is not None:
+                env[spec.readiness.port_env] = str(a.port)
+        else:
             env["CLOUDHEDGE_GANG_SIZE"] = str(spec.gang_size)
             if spec.checkpoint is not None:
                 env["CLOUDHEDGE_CHECKPOINT"] = spec.checkpoint
-            placed = next((e for e in self._store.list_events(attempt_id=a.id)
-                           if e.kind == "placement"), None)
-            if placed is not None and placed.data and "resume_from" in placed.data:
-                env["CLOUDHEDGE_RESUME_FROM"] = str(placed.data["resume_from"])
-                env["CLOUDHEDGE_RESUME_STEP"] = str(placed.data["resume_step"])
-        return LaunchRequest(a.idempotency_key, w.name, a.pool, a.chips, list(spec.command), env)
+            resume = self._resume.get(a.id)
+            if resume is None and spec.kind == "training":  # planned by an earlier process
+                placed = next((e for e in self._store.list_events(attempt_id=a.id)
+                               if e.kind == "placement"), None)
+                resume = None if placed is None else placed.data
+            if resume and "resume_from" in resume:
+                env["CLOUDHEDGE_RESUME_FROM"] = str(resume["resume_from"])
+                env["CLOUDHEDGE_RESUME_STEP"] = str(resume["resume_step"])
+        return LaunchRequest(a.idempotency_key, w.name, a.pool, a.chips, list(spec.command), env,
+                             a.port)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ AttemptState = Literal[
     "planned", "launching", "running", "succeeded", "failed", "terminated", "lost"]
 ScopeKind = Literal["pool", "zone", "region", "provider", "accelerator"]
 EventKind = Literal["placement", "rejection", "launch", "failover", "blocklist", "adoption",
-                    "termination", "checkpoint", "desired"]
+                    "termination", "checkpoint", "desired", "readiness", "chaos"]
 JsonDict = dict[str, Any]
 
 WORKLOAD_KINDS: Final = get_args(WorkloadKind)
@@ -154,6 +154,10 @@ attempts = Table(
     Column("error_scope", String(255)),
     Column("created_unix_s", Double, nullable=False),
     Column("updated_unix_s", Double, nullable=False),
+    Column("address", String(255)),  # where the instance is reached (0002)
+    Column("port", Integer),  # the replica port of a service replica (0002)
+    Column("heartbeat_unix_s", Double),  # the last heartbeat of the workload (0002)
+    Column("progress_step", BigInteger),  # the step it reported (0002)
     CheckConstraint(f"state IN ({_STATE_LIST})", name="ck_attempts_state"),
     CheckConstraint("chips > 0", name="ck_attempts_chips"),
     Index("ix_attempts_state", "state"),
@@ -232,6 +236,10 @@ class Attempt:
     error_scope: str | None
     created_unix_s: float
     updated_unix_s: float
+    address: str | None = None  # where the instance is reached (host), once running
+    port: int | None = None  # the replica port (services)
+    heartbeat_unix_s: float | None = None  # the workload's last heartbeat
+    progress_step: int | None = None  # the step it reported with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +285,21 @@ class AttemptPlan:
     zone: str | None = None
     reason: str | None = None
     data: JsonDict | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A compare-and-set of one attempt's state (see :meth:`ControlStore.advance`)."""
+
+    attempt_id: int
+    from_states: tuple[AttemptState, ...]
+    to_state: AttemptState
+    instance_id: str | None = None
+    error_kind: str | None = None
+    error_scope: str | None = None
+    address: str | None = None
+    event: NewEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,11 +477,14 @@ class ControlStore:
             row = conn.execute(select(workloads).where(where)).one_or_none()
         return None if row is None else _workload(row)
 
-    def list_workloads(self, *, desired: DesiredState | None = None) -> list[Workload]:
-        """Workloads in id order, optionally only those with this desired state."""
+    def list_workloads(self, *, desired: DesiredState | None = None,
+                       kind: WorkloadKind | None = None) -> list[Workload]:
+        """Workloads in id order, optionally only those with this desired state and kind."""
         query = select(workloads).order_by(workloads.c.id)
         if desired is not None:
             query = query.where(workloads.c.desired == desired)
+        if kind is not None:
+            query = query.where(workloads.c.kind == kind)
         with self._engine.connect() as conn:
             return [_workload(r) for r in conn.execute(query)]
 
@@ -496,12 +522,12 @@ class ControlStore:
     def plan_attempt(self, workload_id: int, *, idempotency_key: str, pool: str,
                      provider: str, region: str, accelerator: str, chips: int,
                      replica: int = 0, zone: str | None = None, reason: str | None = None,
-                     data: JsonDict | None = None) -> Planned:
+                     data: JsonDict | None = None, port: int | None = None) -> Planned:
         """Insert one attempt in state ``planned`` (see :meth:`plan_attempts`)."""
         return self.plan_attempts([AttemptPlan(
             workload_id=workload_id, idempotency_key=idempotency_key, pool=pool,
             provider=provider, region=region, accelerator=accelerator, chips=chips,
-            replica=replica, zone=zone, reason=reason, data=data)])[0]
+            replica=replica, zone=zone, reason=reason, data=data, port=port)])[0]
 
     def plan_attempts(self, plans: Sequence[AttemptPlan]) -> list[Planned]:
         """Insert attempts in state ``planned`` and their placement events, in one transaction.
@@ -525,7 +551,9 @@ class ControlStore:
                  "pool": p.pool, "provider": p.provider, "region": p.region, "zone": p.zone,
                  "accelerator": p.accelerator, "chips": p.chips, "replica": p.replica,
                  "state": "planned", "instance_id": None, "error_kind": None,
-                 "error_scope": None, "created_unix_s": now, "updated_unix_s": now}
+                 "error_scope": None, "created_unix_s": now, "updated_unix_s": now,
+                 "address": None, "port": p.port, "heartbeat_unix_s": None,
+                 "progress_step": None}
                 for p in plans]
         with self._write() as conn:
             created = {r.idempotency_key: _attempt(r) for r in conn.execute(self._plan, rows)}
@@ -552,27 +580,47 @@ class ControlStore:
     def advance(self, attempt_id: int, from_states: Sequence[AttemptState],
                 to_state: AttemptState, *, instance_id: str | None = None,
                 error_kind: str | None = None, error_scope: str | None = None,
-                event: NewEvent | None = None) -> bool:
+                address: str | None = None, event: NewEvent | None = None) -> bool:
         """Move an attempt to ``to_state`` if it is in one of ``from_states`` (compare-and-set).
 
         The given fields are set with the state (None leaves a field as it is);
         ``event`` is appended in the same transaction, only if the attempt moved.
         Returns whether it moved.
         """
-        _choice(to_state, ATTEMPT_STATES, "to_state")
-        for s in from_states:
-            _choice(s, ATTEMPT_STATES, "from_states")
-        values: dict[str, Any] = {"state": to_state, "updated_unix_s": self._clock()}
-        for name, value in (("instance_id", instance_id), ("error_kind", error_kind),
-                            ("error_scope", error_scope)):
-            if value is not None:
-                values[name] = value
+        return self.advance_many([Move(attempt_id, tuple(from_states), to_state,
+                                       instance_id=instance_id, error_kind=error_kind,
+                                       error_scope=error_scope, address=address,
+                                       event=event)])[0]
+
+    def advance_many(self, moves: Sequence[Move]) -> list[bool]:
+        """:meth:`advance` for each move, all in one transaction; whether each moved.
+
+        Each move is its own compare-and-set: one that finds its attempt in another
+        state does not move and appends no event, the others still do.
+        """
+        now = self._clock()
+        for m in moves:
+            _choice(m.to_state, ATTEMPT_STATES, "to_state")
+            for s in m.from_states:
+                _choice(s, ATTEMPT_STATES, "from_states")
+        moved: list[bool] = []
+        added: list[dict[str, Any]] = []
         with self._write() as conn:
-            moved = conn.execute(
-                update(attempts).where(self._advance_where).values(values),
-                {"attempt_id": attempt_id, "from_states": list(from_states)}).rowcount == 1
-            if moved and event is not None:
-                conn.execute(self._add_events, [self._event_row(event)])
+            for m in moves:
+                values: dict[str, Any] = {"state": m.to_state, "updated_unix_s": now}
+                for name, value in (("instance_id", m.instance_id), ("error_kind", m.error_kind),
+                                    ("error_scope", m.error_scope), ("address", m.address)):
+                    if value is not None:
+                        values[name] = value
+                done = conn.execute(
+                    update(attempts).where(self._advance_where).values(values),
+                    {"attempt_id": m.attempt_id, "from_states": list(m.from_states)}
+                ).rowcount == 1
+                moved.append(done)
+                if done and m.event is not None:
+                    added.append(self._event_row(m.event))
+            if added:
+                conn.execute(self._add_events, added)
         return moved
 
     def get_attempt(self, attempt_id: int) -> Attempt | None:
@@ -609,6 +657,25 @@ class ControlStore:
                  .where(attempts.c.state.in_(LIVE_STATES)).group_by(attempts.c.pool))
         with self._engine.connect() as conn:
             return {pool: int(chips) for pool, chips in conn.execute(query)}
+
+    def heartbeat(self, attempt_id: int, *, step: int | None = None) -> Attempt | None:
+        """Record that a live attempt's workload is alive (and its progress, if given).
+
+        Only a ``running`` attempt takes a heartbeat; returns it as updated, or None if
+        it is not running (ended, or not yet launched): the caller tells the workload.
+        Progress never goes back: a lower ``step`` than the stored one is ignored.
+        """
+        values: dict[str, Any] = {"heartbeat_unix_s": self._clock()}
+        if step is not None:
+            stored = attempts.c.progress_step
+            values["progress_step"] = case((stored.is_(None), step), (stored < step, step),
+                                           else_=stored)
+        with self._write() as conn:
+            row = conn.execute(
+                update(attempts).where((attempts.c.id == attempt_id)
+                                       & (attempts.c.state == "running"))
+                .values(values).returning(*attempts.c)).one_or_none()
+        return None if row is None else _attempt(row)
 
     # -- events ---------------------------------------------------------------------
 

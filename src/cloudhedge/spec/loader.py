@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from cloudhedge.core.errors import SpecError, SpecIssue
 from cloudhedge.spec.errors import translate_validation_error
@@ -62,18 +62,41 @@ def load_spec_text(text: str, filename: str) -> tuple[FleetSpec, SourceMap]:
     return spec, source
 
 
-def parse_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
-    """YAML ``text`` -> (plain Python data, positions of its nodes)."""
+def parse_yaml(text: str, filename: str, *,
+               max_nodes: int | None = None) -> tuple[Any, SourceMap]:
+    """YAML ``text`` -> (plain Python data, positions of its nodes).
+
+    ``max_nodes`` bounds the nodes of the data once aliases are expanded (an "alias
+    bomb" of a few hundred bytes expands to millions): past it, a :class:`SpecError`.
+    """
     yaml = YAML(typ="rt")
     try:
         tree = yaml.load(text)
     except MarkedYAMLError as exc:
         raise SpecError([_yaml_issue(exc, filename)]) from exc
+    except YAMLError as exc:  # e.g. a character YAML does not allow (ReaderError)
+        raise SpecError([_reader_issue(exc, text, filename)]) from exc
+    except RecursionError:
+        raise SpecError([SpecIssue(filename, 1, 1, "", "the YAML is nested too deeply")]) \
+            from None
     root = (tree.lc.line + 1, tree.lc.col + 1) if isinstance(tree, CommentedMap) else (1, 1)
     nodes: dict[PathKey, Position] = {(): root}
     keys: dict[PathKey, Position] = {}
-    data = _plain(tree, (), nodes, keys)
+    budget = [max_nodes if max_nodes is not None else -1]
+    try:
+        data = _plain(tree, (), nodes, keys, budget)
+    except RecursionError:
+        raise SpecError([SpecIssue(filename, 1, 1, "", "the YAML is nested too deeply")]) \
+            from None
+    except _TooBig:
+        raise SpecError([SpecIssue(filename, 1, 1, "", (
+            f"the YAML expands to more than {max_nodes:,} values (through aliases?): "
+            "too large for this input"))]) from None
     return data, SourceMap(filename, nodes, keys)
+
+
+class _TooBig(Exception):
+    """More nodes than the caller allows."""
 
 
 def _plain(
@@ -81,28 +104,37 @@ def _plain(
     path: PathKey,
     nodes: dict[PathKey, Position],
     keys: dict[PathKey, Position],
+    budget: list[int],
 ) -> Any:
-    """Copy a ruamel tree into plain data, recording each node's position by path."""
+    """Copy a ruamel tree into plain data, recording each node's position by path.
+
+    ``budget[0]`` counts down the nodes still allowed (negative: no bound).
+    """
+    if budget[0] >= 0:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooBig
     if isinstance(node, CommentedMap):
         out: dict[Any, Any] = {}
+        positions = getattr(node.lc, "data", None) or {}  # None under a merge key
         for key, value in node.items():
             child = (*path, str(key))
-            where = node.lc.data.get(key) if hasattr(node.lc, "data") else None
+            where = positions.get(key)
             if where is not None:
                 keys[child] = (where[0] + 1, where[1] + 1)
                 # A null value has no node of its own: point at its key.
                 at = (where[0], where[1]) if value is None else (where[2], where[3])
                 nodes[child] = (at[0] + 1, at[1] + 1)
-            out[_scalar(key)] = _plain(value, child, nodes, keys)
+            out[_scalar(key)] = _plain(value, child, nodes, keys, budget)
         return out
     if isinstance(node, CommentedSeq):
         items: list[Any] = []
         for index, value in enumerate(node):
             child = (*path, index)
-            where = node.lc.data.get(index) if hasattr(node.lc, "data") else None
+            where = (getattr(node.lc, "data", None) or {}).get(index)
             if where is not None:
                 nodes[child] = (where[0] + 1, where[1] + 1)
-            items.append(_plain(value, child, nodes, keys))
+            items.append(_plain(value, child, nodes, keys, budget))
         return items
     return _scalar(node)
 
@@ -118,6 +150,20 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     return value
+
+
+def _reader_issue(exc: YAMLError, text: str, filename: str) -> SpecIssue:
+    """A ruamel error without a mark (a character YAML forbids) -> an issue at it."""
+    position = getattr(exc, "position", None)
+    line, column = 0, 0
+    if isinstance(position, int) and 0 <= position <= len(text):
+        before = text[:position]
+        line = before.count("\n") + 1
+        column = position - (before.rfind("\n") + 1) + 1
+    character = getattr(exc, "character", None)
+    what = (f"character {character!r} is not allowed in YAML"
+            if isinstance(character, (str, int)) and character != "" else str(exc))
+    return SpecIssue(filename, line, column, "", f"YAML syntax error: {what}")
 
 
 _DUPLICATE = re.compile(r'found duplicate key "(?P<key>.*?)"')
@@ -145,14 +191,15 @@ def _yaml_issue(exc: MarkedYAMLError, filename: str) -> SpecIssue:
 _Root = TypeVar("_Root", bound=BaseModel)
 
 
-def validate_text(text: str, filename: str, root: type[_Root], expected: str
-                  ) -> tuple[_Root, SourceMap]:
+def validate_text(text: str, filename: str, root: type[_Root], expected: str, *,
+                  max_nodes: int | None = None) -> tuple[_Root, SourceMap]:
     """Parse YAML ``text`` and validate it as ``root`` (any input file's schema).
 
     Every problem is a :class:`SpecError` located at file:line:column. The pydantic
     error is not chained: its message echoes input values, which may be secrets.
+    ``max_nodes``: see :func:`parse_yaml`.
     """
-    data, source = parse_yaml(text, filename)
+    data, source = parse_yaml(text, filename, max_nodes=max_nodes)
     if data is None:
         raise SpecError([SpecIssue(filename, 1, 1, "", f"the file is empty: expected {expected}")])
     try:

@@ -3,8 +3,11 @@
 ``base`` is the contract (read its docstring first); ``clock`` the injected clock;
 ``emulated`` every provider of a fleet with fault injection; ``local`` this machine.
 Cloud adapters (aws, ...) import their SDK lazily. How to write one: docs/providers.md.
+``aws`` (``AwsProvider``) imports boto3 only when an adapter first calls EC2, so
+importing this package never imports boto3.
 """
 
+from cloudhedge.control.providers.aws import AwsProvider
 from cloudhedge.control.providers.base import (
     Capabilities,
     CapacityUnavailable,
@@ -30,6 +33,7 @@ from cloudhedge.control.providers.emulated import EmulatedCloud
 from cloudhedge.control.providers.local import LocalProvider
 
 __all__ = [
+    "AwsProvider",
     "Capabilities",
     "CapacityUnavailable",
     "Clock",

@@ -225,6 +225,7 @@ class Instance:
     ended_at: float | None = None
     exit_code: int | None = None
     detail: str = ""
+    address: str | None = None  # host the replica port is reached on (None: not reachable)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -64,3 +68,22 @@ class ManualClock:
             _, _, future = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
+
+
+async def every(clock: Clock, interval_s: float, stop: asyncio.Event,
+                step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Await ``step()`` every ``interval_s`` on ``clock`` until ``stop`` is set.
+
+    A step that raises is logged and the loop goes on (a control loop must outlive
+    one bad pass); setting ``stop`` ends the wait at once.
+    """
+    while not stop.is_set():
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed; retrying next interval", what)
+        sleeper = asyncio.ensure_future(clock.sleep(interval_s))
+        stopper = asyncio.ensure_future(stop.wait())
+        _, pending = await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()

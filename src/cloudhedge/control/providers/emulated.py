@@ -30,6 +30,19 @@ Faults (the ``cloudhedge chaos`` verbs call these):
 
 :meth:`EmulatedCloud.close` terminates everything; a provider's ``close`` does not
 (instances outlive adapters, so a new adapter adopts them via ``list_instances``).
+
+**An emulated cloud with processes outlives its control plane**, as a real one does.
+Its instances are rows of ``<workdir>/world.db`` (written before anything runs, updated
+on every change, with the pid and start time of each process), and each command runs
+under a shim that records its exit code in ``<workdir>/run/<id>.exit``. A new
+:class:`EmulatedCloud` on the same ``workdir`` (``cloudhedge up`` restarted with the
+same state directory after a SIGKILL or a crash) takes them back: live processes are
+adopted (``running``, watched until they end), ended ones get their state from their
+exit file (``failed``, "lost", without one), launches recorded but never spawned are
+``failed`` (their command never ran); idempotency keys, ids and used capacity survive.
+Graceful :meth:`close` (``cloudhedge down``) still terminates every instance, adopted
+ones included. Faults are not persisted; simulated clouds stay in memory. Details in
+:mod:`cloudhedge.control.providers._world` and docs/providers.md.
 """
 
 from __future__ import annotations
@@ -158,5 +171,9 @@ class EmulatedCloud:
         self._world.end(record, state, f"exit code {exit_code}", exit_code=exit_code)
 
     async def close(self) -> None:
-        """Terminate every instance and reap its process."""
+        """Terminate every instance (adopted ones included) and reap its process.
+
+        What ``cloudhedge down`` does: nothing is left running. Only a process that dies
+        without calling it leaves its instances to the next cloud on the same workdir.
+        """
         await self._world.shutdown()

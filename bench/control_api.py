@@ -40,6 +40,7 @@ import asyncio
 import cProfile
 import inspect
 import io
+import json
 import multiprocessing
 import os
 import platform
@@ -119,10 +120,21 @@ class ApiRun:
     latencies_s: list[float] = field(default_factory=list)
 
 
-async def _submit(url: str, n: int, concurrency: int) -> tuple[float, dict[int, int],
-                                                                  list[float]]:
+def job_json(i: int) -> str:
+    """The same job as :func:`job_text`, as JSON (what a program sends)."""
+    return json.dumps({"name": f"bench-{i:05d}", "kind": "batch", "command": ["sleep", "3600"],
+                       "accelerators": [{"accelerator": a, "chips": 8} for a in (
+                           "h100", "h200", "mi300x", "tpu-v6e", "trn2")]})
+
+
+async def _submit(url: str, n: int, concurrency: int, batch: int = 1
+                  ) -> tuple[float, dict[int, int], list[float]]:
+    """POST ``n`` jobs: one YAML file per request, or ``batch`` JSON files per request to
+    ``/v1/jobs/batch`` (a status is counted once per job)."""
     statuses: dict[int, int] = {}
     latencies: list[float] = []
+    if batch > 1:
+        return await _submit_batches(url, n, concurrency, batch)
     todo = iter(range(n))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -135,6 +147,30 @@ async def _submit(url: str, n: int, concurrency: int) -> tuple[float, dict[int, 
                         "yaml": job_text(i), "filename": f"bench-{i}.yaml"}) as response:
                     await response.read()
                     statuses[response.status] = statuses.get(response.status, 0) + 1
+                latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - start, statuses, latencies
+
+
+async def _submit_batches(url: str, n: int, concurrency: int, batch: int
+                          ) -> tuple[float, dict[int, int], list[float]]:
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    todo = iter(range(0, n, batch))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, headers=headers, connector=connector) as session:
+
+        async def worker() -> None:
+            for first in todo:
+                items = [{"yaml": job_json(i), "filename": f"bench-{i}.json"}
+                         for i in range(first, min(first + batch, n))]
+                start = time.perf_counter()
+                async with session.post("/v1/jobs/batch", json={"jobs": items}) as response:
+                    await response.read()
+                    statuses[response.status] = statuses.get(response.status, 0) + len(items)
                 latencies.append(time.perf_counter() - start)
 
         start = time.perf_counter()
@@ -160,7 +196,7 @@ async def _wait_running(db: Path, n: int, timeout_s: float) -> None:
 
 
 def run_api(n: int, concurrency: int, interval_s: float, profile_to: str | None, *,
-            wait: bool = True) -> ApiRun:
+            wait: bool = True, batch: int = 1) -> ApiRun:
     """Submit ``n`` jobs to a fresh server; ``wait``: until all run (else until stored)."""
     with tempfile.TemporaryDirectory(prefix="bench-api-") as d:
         state = Path(d)
@@ -177,7 +213,7 @@ def run_api(n: int, concurrency: int, interval_s: float, profile_to: str | None,
 
             async def measure() -> ApiRun:
                 first = time.perf_counter()
-                submit_s, statuses, latencies = await _submit(url, n, concurrency)
+                submit_s, statuses, latencies = await _submit(url, n, concurrency, batch)
                 if wait:
                     await _wait_running(state / "control.db", n, timeout_s=180)
                 return ApiRun(n, submit_s, time.perf_counter() - first,
@@ -366,6 +402,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2_000, help="jobs submitted (goal 1)")
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="jobs per POST /v1/jobs/batch in the batched run")
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S,
                         help="reconciler interval of the API server (goal 1)")
     parser.add_argument("--repeats", type=int, default=5, help="failovers measured (goal 2)")
@@ -383,6 +421,8 @@ def main() -> None:
         # the API alone: a reconciler that never steps while the jobs are submitted
         api_alone = run_api(args.jobs, args.concurrency, 3_600.0, None, wait=False)
         api = run_api(args.jobs, args.concurrency, args.interval, None)
+        batched = run_api(args.jobs, min(args.concurrency, 4), args.interval, None,
+                          batch=args.batch)
         alone = asyncio.run(_reconcile(args.jobs, None))
         table = Table(title=f"Placements per second, SQLite (goal: "
                             f"{GOAL_PLACEMENTS_PER_S:,}/s through the API)")
@@ -402,6 +442,13 @@ def main() -> None:
                       f"{api.all_running_s:.2f}", f"{rate:,.0f}",
                       "met" if rate >= GOAL_PLACEMENTS_PER_S else "MISSED",
                       f"reconciler interval {args.interval:g} s")
+        rate = batched.jobs / batched.all_running_s
+        table.add_row(f"API + reconciler, {args.batch} JSON jobs per POST /v1/jobs/batch: "
+                      "first POST -> all running", f"{batched.jobs:,}",
+                      f"{batched.all_running_s:.2f}", f"{rate:,.0f}",
+                      "met" if rate >= GOAL_PLACEMENTS_PER_S else "MISSED",
+                      f"{len(batched.latencies_s)} requests, concurrency "
+                      f"{min(args.concurrency, 4)}; statuses {batched.statuses}")
         table.add_row("store only: submit_job", f"{alone.jobs:,}", f"{alone.store_submit_s:.2f}",
                       f"{alone.jobs / alone.store_submit_s:,.0f}", "", "in-process, no HTTP")
         steps = sum(alone.steps_s)

@@ -336,3 +336,28 @@ def test_up_launch_status_down(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_a_batch_of_jobs_is_stored_all_or_none(api: Api) -> None:
+    def job(name: str, gang: str = "4") -> dict[str, str]:
+        return {"yaml": JOB_YAML.replace("pretrain-small", name).replace(
+            "gang_size: 4", f"gang_size: {gang}"), "filename": f"{name}.yaml"}
+
+    with pytest.raises(ApiError) as caught:
+        api.client.request("POST", "/v1/jobs/batch", {"jobs": [
+            job("a"), job("b", gang="four"), job("c", gang="-1")]})
+    assert caught.value.status == 422
+    assert sorted(i["file"] for i in caught.value.body["issues"]) == ["b.yaml", "c.yaml"]
+    assert api.store.list_workloads() == []  # none
+    api.client.submit("jobs", EXAMPLES / "control" / "job.yaml")  # exists: an update
+    done = api.client.request("POST", "/v1/jobs/batch", {"jobs": [
+        job("a"), job("pretrain-small", gang="2"), job("b")]})
+    assert [(d["name"], d["version"]) for d in done] == [("a", 1), ("pretrain-small", 2),
+                                                        ("b", 1)]
+    report = api.step()
+    assert sorted(report.launched) == ["a/0/0", "b/0/0", "pretrain-small/0/0"]
+    events = [e.reason for e in api.store.list_events() if e.kind == "desired"]
+    assert "training a submitted" in events and "training pretrain-small updated" in events
+    with pytest.raises(ApiError) as caught:
+        api.client.request("POST", "/v1/jobs/batch", {"jobs": [job("x"), job("x")]})
+    assert caught.value.status == 409

@@ -123,12 +123,18 @@ def down(
 
 
 def launch(
-    file: Annotated[Path, typer.Argument(help="Job file (job.yaml).", exists=True,
-                                         dir_okay=False)],
+    files: Annotated[list[Path], typer.Argument(help="Job files (job.yaml ...).", exists=True,
+                                                dir_okay=False)],
     state_dir: StateDirOpt = _DEFAULT_STATE,
 ) -> None:
-    """Submit a training or batch job to the running control plane."""
-    _submit("jobs", file, state_dir)
+    """Submit training or batch jobs to the running control plane (several: all or none)."""
+    if len(files) == 1:
+        _submit("jobs", files[0], state_dir)
+        return
+    body = {"jobs": [{"yaml": f.read_text(encoding="utf-8"), "filename": str(f)}
+                     for f in files]}
+    for result in _call(state_dir, lambda c: c.request("POST", "/v1/jobs/batch", body)):
+        _submitted(result)
 
 
 def serve(
@@ -306,7 +312,10 @@ def chaos_capacity(
 
 
 def _submit(kind: str, file: Path, state_dir: Path) -> None:
-    result = _call(state_dir, lambda c: c.submit(kind, file))
+    _submitted(_call(state_dir, lambda c: c.submit(kind, file)))
+
+
+def _submitted(result: dict[str, Any]) -> None:
     out.print(f"[green]submitted[/] {result['kind']} {result['name']} "
               f"(id {result['id']}, version {result['version']})")
 

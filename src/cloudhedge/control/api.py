@@ -54,7 +54,13 @@ from cloudhedge import __version__
 from cloudhedge.control.chaos import Chaos, ChaosError
 from cloudhedge.control.reconciler import Reconciler
 from cloudhedge.control.specs import load_job_text, load_service_text
-from cloudhedge.control.store import LIVE_STATES, Attempt, ControlStore, Workload
+from cloudhedge.control.store import (
+    LIVE_STATES,
+    Attempt,
+    ControlStore,
+    Workload,
+    WorkloadExists,
+)
 from cloudhedge.core.errors import SpecError
 from cloudhedge.core.models import Fleet
 
@@ -80,6 +86,12 @@ class SubmitRequest(BaseModel):
 
     yaml: str = Field(description="The job.yaml / service.yaml text.")
     filename: str = Field("workload.yaml", description="Named in located issues.")
+
+
+class BatchRequest(BaseModel):
+    """Many job files at once: all are stored, or none (the first invalid ones say why)."""
+
+    jobs: list[SubmitRequest] = Field(min_length=1, max_length=5000)
 
 
 class Issue(BaseModel):
@@ -409,6 +421,26 @@ def create_api(reconciler: Reconciler, store: ControlStore, *, fleet: Fleet, tok
             return submitted(reconciler.submit_job(spec))
         except ValueError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+    @app.post("/v1/jobs/batch", response_model=list[Submitted], status_code=201,
+              dependencies=auth, responses=submit_errors)
+    async def submit_jobs(body: BatchRequest) -> list[Submitted] | JSONResponse:
+        """Store many jobs in one call (all or none); 422 lists every invalid file's issues."""
+        specs, issues = [], []
+        for item in body.jobs:
+            try:
+                specs.append(load_job_text(item.yaml, item.filename, fleet))
+            except SpecError as exc:
+                issues.extend(exc.issues)
+        if issues:
+            return _invalid(SpecError(issues))
+        try:
+            reconciler.submit_jobs(specs)
+        except (ValueError, WorkloadExists) as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        stored = {w.name: w for w in store.get_workloads_by_name([s.name for s in specs])}
+        return [Submitted(id=w.id, name=w.name, kind=w.kind, version=w.version)
+                for w in (stored[s.name] for s in specs)]
 
     @app.post("/v1/services", response_model=Submitted, status_code=201, dependencies=auth,
               responses=submit_errors)

@@ -95,6 +95,7 @@ from cloudhedge.control.store import (
     JsonDict,
     Move,
     NewEvent,
+    NewWorkload,
     Workload,
     WorkloadKind,
 )
@@ -210,6 +211,17 @@ class Reconciler:
     def submit_job(self, spec: JobSpec) -> int:
         """Store (or update) a job's desired state; returns its workload id."""
         return self._submit(spec.name, spec.kind, spec, spec.priority)
+
+    def submit_jobs(self, specs: Sequence[JobSpec]) -> list[int]:
+        """:meth:`submit_job` for many jobs; the new ones are stored in one transaction."""
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("a job name is given twice")
+        known = {w.name for w in self._store.get_workloads_by_name(names)}
+        fresh = [s for s in specs if s.name not in known]
+        created = {w.name: w.id for w in self._store.create_workloads([
+            NewWorkload(s.name, s.kind, spec_to_json(s), s.priority) for s in fresh])}
+        return [created[s.name] if s.name in created else self.submit_job(s) for s in specs]
 
     def submit_service(self, spec: ServiceSpec) -> int:
         """Store (or update) a service's desired state; returns its workload id."""

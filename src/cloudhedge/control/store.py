@@ -289,6 +289,16 @@ class AttemptPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class NewWorkload:
+    """A workload to create (see :meth:`ControlStore.create_workloads`)."""
+
+    name: str
+    kind: WorkloadKind
+    spec: JsonDict
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Move:
     """A compare-and-set of one attempt's state (see :meth:`ControlStore.advance`)."""
 
@@ -463,6 +473,43 @@ class ControlStore:
                 raise WorkloadExists(f"workload {name!r} already exists") from e
             raise
         return _workload(row)
+
+    def create_workloads(self, new: Sequence[NewWorkload]) -> list[Workload]:
+        """Store new workloads at version 1, each with a ``desired`` event saying it was
+        submitted, in one transaction (all or none); raises :class:`WorkloadExists`
+        naming the names already stored."""
+        for w in new:
+            _choice(w.kind, WORKLOAD_KINDS, "kind")
+        if len({w.name for w in new}) != len(new):
+            raise ValueError("create_workloads: a name is given twice")
+        if not new:
+            return []
+        now = self._clock()
+        rows = [{"name": w.name, "kind": w.kind, "spec": w.spec, "desired": "running",
+                 "priority": w.priority, "version": 1, "created_unix_s": now,
+                 "updated_unix_s": now} for w in new]
+        try:
+            with self._write() as conn:
+                stored = [_workload(r) for r in conn.execute(
+                    insert(workloads).returning(*workloads.c), rows)]
+                conn.execute(self._add_events, [
+                    {"workload_id": w.id, "attempt_id": None, "kind": "desired",
+                     "reason": f"{w.kind} {w.name} submitted", "data": None, "at_unix_s": now}
+                    for w in stored])
+        except IntegrityError as e:
+            taken = [w.name for w in self.get_workloads_by_name([w.name for w in new])]
+            if taken:
+                raise WorkloadExists(f"workloads already exist: {', '.join(taken)}") from e
+            raise
+        by_name = {w.name: w for w in stored}
+        return [by_name[w.name] for w in new]
+
+    def get_workloads_by_name(self, names: Sequence[str]) -> list[Workload]:
+        """The stored workloads among ``names``, in id order."""
+        query = select(workloads).where(workloads.c.name.in_(list(names))).order_by(
+            workloads.c.id)
+        with self._engine.connect() as conn:
+            return [_workload(r) for r in conn.execute(query)]
 
     def get_workload(self, workload_id: int) -> Workload | None:
         """The workload with this id, if any."""

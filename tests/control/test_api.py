@@ -361,3 +361,9 @@ def test_a_batch_of_jobs_is_stored_all_or_none(api: Api) -> None:
     with pytest.raises(ApiError) as caught:
         api.client.request("POST", "/v1/jobs/batch", {"jobs": [job("x"), job("x")]})
     assert caught.value.status == 409
+    service = (EXAMPLES / "control" / "service.yaml").read_text(encoding="utf-8")
+    api.client.request("POST", "/v1/services", {"yaml": service, "filename": "s.yaml"})
+    with pytest.raises(ApiError) as caught:  # a service's name among new jobs: none stored
+        api.client.request("POST", "/v1/jobs/batch", {"jobs": [job("y"), job("chat-mock")]})
+    assert caught.value.status == 409 and "'chat-mock' is a service" in str(caught.value)
+    assert api.store.get_workload_by_name("y") is None

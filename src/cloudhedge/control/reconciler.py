@@ -217,8 +217,12 @@ class Reconciler:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError("a job name is given twice")
-        known = {w.name for w in self._store.get_workloads_by_name(names)}
-        fresh = [s for s in specs if s.name not in known]
+        stored = {w.name: w for w in self._store.get_workloads_by_name(names)}
+        clash = [f"{s.name!r} is a {stored[s.name].kind}" for s in specs
+                 if s.name in stored and stored[s.name].kind != s.kind]
+        if clash:  # refused before anything is written: all or none
+            raise ValueError(f"{', '.join(clash)}, not a job: nothing was submitted")
+        fresh = [s for s in specs if s.name not in stored]
         created = {w.name: w.id for w in self._store.create_workloads([
             NewWorkload(s.name, s.kind, spec_to_json(s), s.priority) for s in fresh])}
         return [created[s.name] if s.name in created else self.submit_job(s) for s in specs]

@@ -2,7 +2,8 @@
 
     cloudhedge up FLEET.yaml [--plan plan.json] [--gateway gateway.yaml] [--host]
                   [--port 8700] [--gateway-port 8701] [--state-dir .cloudhedge]
-                  [--database-url URL] [--interval 1]
+                  [--database-url URL] [--interval 1] [--provider-timeout 60]
+                  [--launch-timeout 900] [--block-for 600] [--aws-image AMI]
     cloudhedge down [--state-dir .cloudhedge]
     cloudhedge launch job.yaml            cloudhedge serve service.yaml
     cloudhedge status                     cloudhedge cancel NAME
@@ -61,6 +62,20 @@ def up(
         "fleet's policies, with generated keys).", exists=True, dir_okay=False)] = None,
     gateway_port: Annotated[int, typer.Option("--gateway-port", min=0, max=65535,
                                               help="Gateway port (0: any free one).")] = 8701,
+    provider_timeout: Annotated[float, typer.Option(
+        "--provider-timeout", min=1.0,
+        help="Seconds a provider may stay silent before its instances are declared lost."),
+    ] = 60.0,
+    launch_timeout: Annotated[float, typer.Option(
+        "--launch-timeout", min=1.0,
+        help="Seconds an instance may stay pending before it is given up.")] = 900.0,
+    block_for: Annotated[float, typer.Option(
+        "--block-for", min=1.0,
+        help="Seconds a failed scope stays blocked (a restored signal lifts it).")] = 600.0,
+    aws_image: Annotated[str | None, typer.Option(
+        "--aws-image", help="Run the fleet's aws pools on EC2 (credentials and region "
+        "endpoints from the usual AWS environment) with this machine image: AMI, or "
+        "REGION=AMI,REGION=AMI.")] = None,
 ) -> None:
     """Run the control plane in the foreground: API, reconciler and gateway over
     emulated clouds."""
@@ -85,14 +100,30 @@ def up(
         err.print(f"[red]already running[/]: pid {existing.pid} at {existing.url} "
                   f"(state dir {state_dir}); `cloudhedge down` first")
         raise typer.Exit(EXIT_ERROR)
+    real = {}
+    if aws_image is not None:
+        from cloudhedge.control.providers import AwsProvider, SystemClock
+
+        images: str | dict[str, str] = aws_image
+        if "=" in aws_image:
+            images = dict(part.split("=", 1) for part in aws_image.split(","))
+        try:
+            real["aws"] = AwsProvider(fleet.pools, clock=SystemClock(), image_id=images)
+        except (ValueError, CatalogError) as exc:
+            _print_error(exc)
+            raise typer.Exit(EXIT_INVALID) from None
     control = ControlPlane(fleet, plan=chosen, state_dir=state_dir, database_url=database_url,
-                           interval_s=interval, gateway=routes)
+                           interval_s=interval, gateway=routes,
+                           heartbeat_timeout_s=provider_timeout,
+                           launch_timeout_s=launch_timeout, block_for_s=block_for,
+                           providers=real)
     token = control.take_token()
 
     def announce(api_url: str, gateway_url: str) -> None:
-        err.print(f"[green]cloudhedge up[/]: {len(fleet.pools)} pools of "
-                  f"{len(control.cloud.provider_names)} emulated clouds; state in {state_dir}",
-                  highlight=False)
+        emulated = [p for p in control.cloud.provider_names if p not in control.real]
+        err.print(f"[green]cloudhedge up[/]: {len(fleet.pools)} pools; emulated: "
+                  f"{', '.join(emulated) or '-'}; real: {', '.join(control.real) or '-'}; "
+                  f"state in {state_dir}", highlight=False)
         err.print(f"  API      {api_url}   (token in {state_dir}/server.json, mode 0600)",
                   highlight=False)
         err.print(f"  gateway  {gateway_url}   (OpenAI-compatible; `cloudhedge key TENANT` "

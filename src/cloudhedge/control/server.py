@@ -22,10 +22,15 @@ fleet's exclusivity policy (plus ``default``, allowed anywhere). Workloads repor
 heartbeats with a per-attempt token, an HMAC of the attempt's key under
 ``STATE_DIR/secret.key`` (kept across restarts, so adopted instances can still report).
 
+``providers`` replaces the emulated adapters of some providers by real ones (``cloudhedge
+up --aws-image AMI``: the fleet's aws pools on EC2); fault injection still acts on the
+emulated clouds only.
+
 Shutdown closes the emulated cloud, which **terminates its instances**: ``cloudhedge
-down`` leaves nothing running. A control plane that dies without shutting down
-(SIGKILL, a crash) leaves them running; the next ``cloudhedge up`` on the same state
-directory adopts them by idempotency key.
+down`` leaves nothing running there. Real adapters are closed, their instances left
+running. A control plane that dies without shutting down (SIGKILL, a crash) leaves
+every instance running; the next ``cloudhedge up`` on the same state directory adopts
+them by idempotency key.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
@@ -48,7 +53,7 @@ from cloudhedge.control.api import create_api, hash_token
 from cloudhedge.control.chaos import Chaos
 from cloudhedge.control.client import ServerState, state_path, write_state
 from cloudhedge.control.placement import Placer
-from cloudhedge.control.providers import Clock, EmulatedCloud, SystemClock
+from cloudhedge.control.providers import Clock, EmulatedCloud, Provider, SystemClock
 from cloudhedge.control.reconciler import Reconciler
 from cloudhedge.control.replicas import ReplicaRouter
 from cloudhedge.control.store import Attempt, ControlStore
@@ -115,7 +120,10 @@ class ControlPlane:
     def __init__(self, fleet: Fleet, *, plan: Plan | None = None, state_dir: Path,
                  database_url: str | None = None, token: str | None = None,
                  clock: Clock | None = None, run_processes: bool = True,
-                 interval_s: float = 1.0, gateway: GatewayConfig | None = None) -> None:
+                 interval_s: float = 1.0, gateway: GatewayConfig | None = None,
+                 heartbeat_timeout_s: float = 60.0, launch_timeout_s: float = 900.0,
+                 block_for_s: float = 600.0,
+                 providers: Mapping[str, Provider] | None = None) -> None:
         self.fleet = fleet
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -128,9 +136,18 @@ class ControlPlane:
         self.cloud = EmulatedCloud(fleet, clock=self.clock, run_processes=run_processes,
                                    workdir=(state_dir / "instances").resolve())
         self.placer = Placer(fleet, plan)
-        self.reconciler = Reconciler(self.store, self.cloud.providers(), self.placer, fleet,
+        adapters = self.cloud.providers()
+        unknown = set(providers or {}) - set(adapters)
+        if unknown:
+            raise ValueError(f"no pool of the fleet is on {', '.join(sorted(unknown))}")
+        adapters.update(providers or {})  # real clouds replace their emulated twins
+        self.real = sorted(providers or {})
+        self.reconciler = Reconciler(self.store, adapters, self.placer, fleet,
                                      clock=self.clock, interval_s=interval_s,
-                                     attempt_secret=_secret(state_dir))
+                                     attempt_secret=_secret(state_dir),
+                                     heartbeat_timeout_s=heartbeat_timeout_s,
+                                     launch_timeout_s=launch_timeout_s,
+                                     block_for_s=block_for_s)
         self.chaos = Chaos(self.cloud, self.store, fleet, clock=self.clock)
         usage_db = f"sqlite:///{(state_dir / 'gateway.db').resolve()}"
         if gateway is None:
@@ -174,6 +191,8 @@ class ControlPlane:
             with suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
             await self.cloud.close()
+            for name in self.real:
+                await self.reconciler.providers[name].close()
             self.store.close()
             # here, not only after serve(): uvicorn re-raises SIGTERM/SIGINT once shut
             # down, so the process may end before serve() returns

@@ -34,7 +34,7 @@ from cloudhedge.core.plan import (
     TrainingPlacement,
     UnitEconomics,
 )
-from cloudhedge.planning import explain
+from cloudhedge.planning import decompose, explain
 from cloudhedge.planning.build import Model, ModelBuilder
 from cloudhedge.planning.decode import (
     EPS,
@@ -67,6 +67,7 @@ class PlanOptions:
     duals: bool = True  # shadow prices and dual-based binding constraints (one more LP)
     hedge_time_limit_s: float | None = None  # per re-solve; default: solve's limit
     switches: PolicySwitches = field(default_factory=PolicySwitches)
+    decompose: bool | None = None  # period decomposition; None: for large models only
 
 
 Prepare = Callable[[FleetIndex, Model], None]
@@ -87,7 +88,13 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
     log.info("model: %d columns, %d rows, %d nonzeros, built in %.2fs",
              model.A.shape[1], model.A.shape[0], model.A.nnz, build_seconds)
     t_solve = time.perf_counter()
-    lp, sol = solve_warm(ix, model, options.solve)
+    if decompose.use_decomposition(model, options.decompose):
+        # the bound is Lagrangian (at most the LP relaxation's): reported as the MIP bound
+        _, sol = decompose.solve_decomposed(ix, model, options.solve)
+        lp_bound = None
+    else:
+        lp, sol = solve_warm(ix, model, options.solve)
+        lp_bound = lp.objective if lp.has_solution else None
     solve_seconds = time.perf_counter() - t_solve
     stats = SolverStats(
         solver="HiGHS", status=sol.status, variables=model.A.shape[1],
@@ -95,7 +102,7 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
         nonzeros=int(model.A.nnz), build_seconds=round(build_seconds, 4),
         solve_seconds=round(solve_seconds, 4),
         objective_usd=sol.objective,
-        lp_relaxation_bound_usd=lp.objective if lp.has_solution else None,
+        lp_relaxation_bound_usd=lp_bound,
         mip_bound_usd=sol.mip_bound, gap=sol.gap, time_limit_s=options.solve.time_limit_s,
         gap_limit=options.solve.gap, threads=options.solve.threads,
     )

@@ -97,8 +97,11 @@ def job_text(i: int) -> str:
 
 def _serve(state_dir: str, interval_s: float, profile_to: str | None) -> None:
     """The server process: ControlPlane.serve (as `cloudhedge up`), simulated instances."""
+    # a reconciler that never steps (the API alone) is one with a long interval that
+    # submissions do not wake
     control = ControlPlane(load_fleet(FLEET), state_dir=Path(state_dir), token=TOKEN,
-                           run_processes=False, interval_s=interval_s)
+                           run_processes=False, interval_s=interval_s,
+                           wake_gap_s=None if interval_s >= 3_600 else 0.2)
     profiler = cProfile.Profile() if profile_to else None
     if profiler is not None:
         profiler.enable()

@@ -500,3 +500,29 @@ def test_a_checkpoint_saved_but_never_reported_is_found_at_the_job_location(
             30, saved.location)
 
     run(tmp_path, body)
+
+
+def test_a_submission_wakes_the_loop_before_its_interval(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        rec = w.reconciler(interval_s=3600)
+        stop = asyncio.Event()
+        task = asyncio.create_task(rec.run(stop))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert w.store.list_attempts() == []  # the first step found nothing to do
+        rec.submit_job(job())  # the clock does not move: only the wake-up can step
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(await w.live()) == 1
+        rec.cancel("train")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert await w.live() == []
+        w.cloud.outage(Scope.of_provider("gcp"))  # not a desired-state change: no wake-up
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert w.store.active_blocks() == []  # noticed at the next poll, not before
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    run(tmp_path, body)

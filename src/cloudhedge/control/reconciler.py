@@ -179,7 +179,7 @@ class Reconciler:
                  heartbeat_timeout_s: float = 60.0, launch_timeout_s: float = 900.0,
                  interval_s: float = 5.0, replica_port: Callable[[], int] = free_loopback_port,
                  attempt_secret: bytes | None = None, api_url: str | None = None,
-                 max_transient_retries: int = 5) -> None:
+                 max_transient_retries: int = 5, wake_gap_s: float | None = 0.0) -> None:
         self._store = store
         self._providers = dict(providers)
         self._placer = placer
@@ -198,6 +198,10 @@ class Reconciler:
         self._known: set[int] = set()  # attempts this process has seen running
         self._transient: dict[int, int] = {}  # transient launch errors in a row, by attempt
         self._resume: dict[int, JsonDict] = {}  # checkpoint to resume from, by attempt planned
+        self._wake = asyncio.Event()
+        # a woken step waits this long after the last one; None: submissions wait for the
+        # interval (no wake-ups)
+        self.wake_gap_s = wake_gap_s
         self.max_transient_retries = max_transient_retries
         self._notes: dict[tuple[int, int], str] = {}  # last rejection per (workload, replica)
 
@@ -223,6 +227,7 @@ class Reconciler:
         if clash:  # refused before anything is written: all or none
             raise ValueError(f"{', '.join(clash)}, not a job: nothing was submitted")
         fresh = [s for s in specs if s.name not in stored]
+        self.wake()
         created = {w.name: w.id for w in self._store.create_workloads([
             NewWorkload(s.name, s.kind, spec_to_json(s), s.priority) for s in fresh])}
         return [created[s.name] if s.name in created else self.submit_job(s) for s in specs]
@@ -235,6 +240,7 @@ class Reconciler:
                 priority: int) -> int:
         data = spec_to_json(spec)
         found = self._store.get_workload_by_name(name)
+        self.wake()
         if found is None:
             w = self._store.create_workload(name, kind, data, priority=priority)
             self._event("desired", f"{kind} {name} submitted", w.id)
@@ -253,6 +259,7 @@ class Reconciler:
         if found is None or found.desired == "cancelled":
             return False
         self._store.set_desired(found.id, "cancelled")
+        self.wake()
         self._event("desired", f"{name} cancelled", found.id)
         return True
 
@@ -287,7 +294,17 @@ class Reconciler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``interval_s`` (on the injected clock) until ``stop`` is set."""
-        await every(self._clock, self.interval_s, stop, self.step, "reconciler step")
+        await every(self._clock, self.interval_s, stop, self.step, "reconciler step",
+                    wake=None if self.wake_gap_s is None else self._wake,
+                    wake_gap_s=self.wake_gap_s or 0.0)
+
+    def wake(self) -> None:
+        """Step now rather than at the next interval (the desired state changed).
+
+        Level-triggered all the same: the periodic step still notices everything a
+        wake-up would have (a provider's outage is noticed when it is polled).
+        """
+        self._wake.set()
 
     async def step(self) -> StepReport:
         """One level-triggered pass; safe to repeat and to run after a crash."""

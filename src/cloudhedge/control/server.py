@@ -123,7 +123,8 @@ class ControlPlane:
                  interval_s: float = 1.0, gateway: GatewayConfig | None = None,
                  heartbeat_timeout_s: float = 60.0, launch_timeout_s: float = 900.0,
                  block_for_s: float = 600.0,
-                 providers: Mapping[str, Provider] | None = None) -> None:
+                 providers: Mapping[str, Provider] | None = None,
+                 wake_gap_s: float | None = 0.2) -> None:
         self.fleet = fleet
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ class ControlPlane:
                                      attempt_secret=_secret(state_dir),
                                      heartbeat_timeout_s=heartbeat_timeout_s,
                                      launch_timeout_s=launch_timeout_s,
-                                     block_for_s=block_for_s)
+                                     block_for_s=block_for_s, wake_gap_s=wake_gap_s)
         self.chaos = Chaos(self.cloud, self.store, fleet, clock=self.clock)
         usage_db = f"sqlite:///{(state_dir / 'gateway.db').resolve()}"
         if gateway is None:

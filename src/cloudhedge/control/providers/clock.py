@@ -71,19 +71,38 @@ class ManualClock:
 
 
 async def every(clock: Clock, interval_s: float, stop: asyncio.Event,
-                step: Callable[[], Awaitable[object]], what: str) -> None:
+                step: Callable[[], Awaitable[object]], what: str, *,
+                wake: asyncio.Event | None = None, wake_gap_s: float = 0.0) -> None:
     """Await ``step()`` every ``interval_s`` on ``clock`` until ``stop`` is set.
 
     A step that raises is logged and the loop goes on (a control loop must outlive
-    one bad pass); setting ``stop`` ends the wait at once.
+    one bad pass); setting ``stop`` ends the wait at once. Setting ``wake`` brings the
+    next step forward, to ``max(wake_gap_s, 2 x the last step's time)`` after the last
+    one: wake-ups arriving meanwhile make one step, and steps woken back to back
+    take at most a third of the time (a full step grows with the state it reads).
     """
     while not stop.is_set():
+        if wake is not None:
+            wake.clear()
+        started = clock.now()
         try:
             await step()
         except Exception:
             log.exception("%s failed; retrying next interval", what)
+        took = clock.now() - started
+        ended = clock.now()
         sleeper = asyncio.ensure_future(clock.sleep(interval_s))
         stopper = asyncio.ensure_future(stop.wait())
-        _, pending = await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        waker = None if wake is None else asyncio.ensure_future(wake.wait())
+        waits = {sleeper, stopper} if waker is None else {sleeper, stopper, waker}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if waker is not None and waker.done() and not (sleeper.done() or stopper.done()):
+            gap = max(wake_gap_s, 2 * took) - (clock.now() - ended)
+            if gap > 0:  # let more wake-ups gather, and the loop breathe
+                debounce = asyncio.ensure_future(clock.sleep(gap))
+                await asyncio.wait({debounce, sleeper, stopper},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                debounce.cancel()
+        for task in (sleeper, stopper, waker):
+            if task is not None and not task.done():
+                task.cancel()

@@ -68,7 +68,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         loops.append(asyncio.get_running_loop())
         yield
 
-    def logs(a: Attempt, tail: int) -> str:
+    async def logs(a: Attempt, tail: int) -> str:
         return f"output of {a.instance_id}, last {tail} lines\n"
 
     app = create_api(reconciler, store, fleet=fleet, token_hash=hash_token(TOKEN),

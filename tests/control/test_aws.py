@@ -457,3 +457,16 @@ def test_constructor_checks(moto: str) -> None:
         AwsProvider(pools(), clock=ManualClock(), image_id="ami-1", name="azure")
     with pytest.raises(ValueError, match="us-west-2"):
         AwsProvider(pools(), clock=ManualClock(), image_id={EAST: "ami-1"})
+
+
+def test_logs_are_the_tail_of_the_console_output(moto: str) -> None:
+    provider = adapter()
+
+    async def body() -> None:
+        inst = await provider.launch(req("logs:0", "h100", chips=8))
+        text = await provider.logs(inst.id, tail_lines=2)
+        # moto's console: a fixed kernel boot log; EC2 sends it base64-encoded
+        assert text == ("Kernel command line: root=/dev/sda1 ro 4\n"
+                        "Enabling fast FPU save and restore... done.\n")
+
+    run(body)

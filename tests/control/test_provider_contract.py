@@ -218,3 +218,22 @@ def test_preemption_is_signalled(harness: Harness) -> None:
         assert await free(h) == h.capacity
 
     run(harness, body)
+
+
+def test_logs_are_the_tail_of_what_the_instance_wrote(harness: Harness) -> None:
+    async def body(h: Harness) -> None:
+        with pytest.raises(NotFound):
+            await h.provider.logs("no-such-instance")
+        script = "import sys; [print(f'line {i}') for i in range(50)]; sys.stdout.flush()"
+        inst = await h.provider.launch(h.request("k1", command=[sys.executable, "-c", script]))
+        if not h.provider.capabilities.real_processes:
+            assert await h.provider.logs(inst.id) == ""  # nothing runs, nothing is written
+            return
+        if not h.observable_processes:  # a cloud: what its console keeps, as text
+            assert isinstance(await h.provider.logs(inst.id, tail_lines=3), str)
+            return
+        await wait_for(h.provider, inst.id, InstanceState.SUCCEEDED)
+        assert await h.provider.logs(inst.id, tail_lines=3) == "line 47\nline 48\nline 49\n"
+        assert (await h.provider.logs(inst.id)).count("\n") == 50
+
+    run(harness, body)

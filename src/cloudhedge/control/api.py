@@ -39,7 +39,7 @@ import hmac
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
@@ -67,7 +67,7 @@ from cloudhedge.core.models import Fleet
 __all__ = ["create_api", "hash_token"]
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-LogReader = Callable[[Attempt, int], str]  # (attempt, tail lines) -> text
+LogReader = Callable[[Attempt, int], Awaitable[str]]  # (attempt, tail lines) -> text
 
 _bearer = HTTPBearer(auto_error=False, description="The token printed by `cloudhedge up`.")
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -514,7 +514,7 @@ def create_api(reconciler: Reconciler, store: ControlStore, *, fleet: Fleet, tok
         a = launched[-1]
         assert a.instance_id is not None
         return Logs(name=w.name, attempt=a.idempotency_key, instance_id=a.instance_id,
-                    text=logs(a, tail))
+                    text=await logs(a, tail))
 
     @app.get("/v1/blocklist", response_model=list[BlockOut], dependencies=auth,
              responses=errors)

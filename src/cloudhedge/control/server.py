@@ -36,7 +36,6 @@ them by idempotency key.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import secrets
@@ -53,7 +52,13 @@ from cloudhedge.control.api import create_api, hash_token
 from cloudhedge.control.chaos import Chaos
 from cloudhedge.control.client import ServerState, state_path, write_state
 from cloudhedge.control.placement import Placer
-from cloudhedge.control.providers import Clock, EmulatedCloud, Provider, SystemClock
+from cloudhedge.control.providers import (
+    Clock,
+    EmulatedCloud,
+    NotFound,
+    Provider,
+    SystemClock,
+)
 from cloudhedge.control.reconciler import Reconciler
 from cloudhedge.control.replicas import ReplicaRouter
 from cloudhedge.control.store import Attempt, ControlStore
@@ -163,17 +168,15 @@ class ControlPlane:
                               chaos=self.chaos, logs=self._logs,
                               routed=lambda: self.router.ready)
 
-    def _logs(self, a: Attempt, tail: int) -> str:
-        """The last ``tail`` lines an emulated instance wrote (stdout and stderr)."""
-        if a.instance_id is None or self.cloud.workdir is None:
+    async def _logs(self, a: Attempt, tail: int) -> str:
+        """The tail of what an attempt's instance wrote, from its provider."""
+        provider = self.reconciler.providers.get(a.provider)
+        if a.instance_id is None or provider is None:
             return ""
-        path = self.cloud.workdir / "logs" / f"{a.instance_id}.log"
         try:
-            with path.open("rb") as f:
-                lines = collections.deque(f, maxlen=tail)
-        except FileNotFoundError:
+            return await provider.logs(a.instance_id, tail_lines=tail)
+        except NotFound:
             return ""
-        return b"".join(lines).decode("utf-8", "replace")
 
     def take_token(self) -> str:
         """The token, once (to print it and write the state file); then only its hash stays."""

@@ -39,6 +39,7 @@ worlds keep everything in memory.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -196,6 +197,18 @@ class World:
         if record is None or record.instance.provider != provider:
             raise NotFound(f"no instance {instance_id!r}", scope=Scope.of_provider(provider))
         return record.instance
+
+    def logs(self, provider: str, instance_id: str, tail_lines: int) -> str:
+        """The tail of an instance's output (stdout and stderr), "" when it has none."""
+        self.get(provider, instance_id)  # NotFound for a stranger
+        if self.workdir is None:
+            return ""
+        try:
+            with open(self.workdir / "logs" / f"{instance_id}.log", "rb") as f:
+                lines = collections.deque(f, maxlen=tail_lines)
+        except FileNotFoundError:
+            return ""
+        return b"".join(lines).decode("utf-8", "replace")
 
     def list_instances(self, provider: str) -> list[Instance]:
         self.tick()
@@ -543,6 +556,9 @@ class WorldProvider:
 
     async def signals(self) -> list[HealthSignal]:
         return self._world.take_signals(self._name)
+
+    async def logs(self, instance_id: str, *, tail_lines: int = 200) -> str:
+        return self._world.logs(self._name, instance_id, tail_lines)
 
     async def close(self) -> None:
         """Nothing to release: the world owns the instances, which keep running."""

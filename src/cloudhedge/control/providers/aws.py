@@ -558,6 +558,22 @@ class AwsProvider:
         gang.machines.update({m["InstanceId"]: m for m in machines})
         self._observe(gang)
 
+    async def logs(self, instance_id: str, *, tail_lines: int = 200) -> str:
+        """The tail of the console output of the gang's first machine (EC2 keeps the
+        latest 64 KB; "" until the machine has written any)."""
+        gang = next((g for g in self._gangs.values()
+                     if g.instance is not None and g.instance.id == instance_id), None)
+        if gang is None:
+            await self._refresh()
+            gang = next((g for g in self._gangs.values()
+                         if g.instance is not None and g.instance.id == instance_id), None)
+        if gang is None:
+            raise NotFound(f"no instance {instance_id!r}", scope=Scope.of_provider(self._name))
+        answer = await self._call(gang.region, lambda ec2: ec2.get_console_output(
+            InstanceId=instance_id, Latest=True))
+        text = str(answer.get("Output") or "")
+        return "".join(text.splitlines(keepends=True)[-tail_lines:])
+
     async def signals(self) -> list[HealthSignal]:
         await self._refresh()
         out, self._signals = self._signals, []

@@ -273,6 +273,11 @@ class Provider(Protocol):
         """Health and preemption signals since the previous call, oldest first."""
         ...
 
+    async def logs(self, instance_id: str, *, tail_lines: int = 200) -> str:
+        """The last ``tail_lines`` lines the instance wrote ("" if none are kept yet);
+        raises :class:`NotFound` for an instance this adapter does not know."""
+        ...
+
     async def close(self) -> None:
         """Release the adapter's clients. Cloud instances keep running (see adapters)."""
         ...

@@ -66,3 +66,16 @@ def test_planner_uses_decomposition_when_asked() -> None:
                                          decompose=False))
     assert exact.solver.objective_usd is not None
     assert plan.solver.mip_bound_usd <= exact.solver.objective_usd * (1 + 1e-7)
+
+
+def test_master_is_seeded_from_the_period_lps() -> None:
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    model = ModelBuilder(ix).build()
+    info = decompose.DecomposeInfo()
+    _, sol = decompose.solve_decomposed(ix, model, SolveOptions(gap=0.0), info)
+    assert info.steps[0].split()[1:3] == ["seed", "period"]
+    assert sol.has_solution and sol.mip_bound is not None and sol.objective is not None
+    _feasible(model, sol.x)
+    exact = solve(model, SolveOptions(gap=0.0))
+    assert exact.objective is not None
+    assert sol.mip_bound <= exact.objective * (1 + 1e-7) <= sol.objective * (1 + 2e-7)

@@ -9,8 +9,10 @@ does not finish its relaxation in two minutes). This path never solves that LP:
    same eligible pools, on pool ``p`` in period ``t``) plus ``h[j, t]`` (reference
    chip-hours of job ``j`` done in ``t``) with ``sum_p v_p e_p B[c, p, t] = sum_{j in c}
    h[j, t]`` describe the same plans (disaggregate ``b[j, p, t] = B[c, p, t] h[j, t] /
-   sum_{j' in c} h[j', t]``). Inference pairs start restricted to the cheapest pool per
-   unit and provider; a restriction, so every master solution is a feasible plan.
+   sum_{j' in c} h[j', t]``). Inference pairs start restricted to those the period LPs
+   (step 4) use when solved once with training and batch left out (else, if those do
+   not solve in time, to the cheapest pool per unit and provider); a restriction, so
+   every master solution is a feasible plan.
 2. **Column generation.** Inference columns are priced with the master's duals; the
    most negative few per unit and period are added and the master re-solved (warm).
 3. **Training by diving** on the master (warm re-solves), then, when the master is quick,
@@ -180,13 +182,17 @@ def _restricted_pairs(ix: FleetIndex, model: Model, per_provider: int) -> np.nda
     return keep
 
 
-def _coarse(ix: FleetIndex, model: Model, per_provider: int) -> _Coarse:
+def _coarse(ix: FleetIndex, model: Model, per_provider: int,
+            seed: np.ndarray | None = None) -> _Coarse:
     T = ix.T
     n = model.A.shape[1]
     m = model.A.shape[0]
     keep_mask = np.ones(n, dtype=bool)
     x = model.cols["x"]
-    keep_mask[x.start:x.stop] = np.repeat(_restricted_pairs(ix, model, per_provider), T)
+    keep_mask[x.start:x.stop] = (np.repeat(_restricted_pairs(ix, model, per_provider), T)
+                                 if per_provider > 0 else False)
+    if seed is not None:
+        keep_mask[x.start:x.stop] |= seed
     b = model.cols["b"]
     keep_mask[b.start:b.stop] = False
     keep = np.flatnonzero(keep_mask)
@@ -426,6 +432,8 @@ FEASIBILITY_TOL = 1e-6
 """Largest relative violation accepted in the assembled plan (else the path fails)."""
 CG_STOP = 0.002
 """Column generation stops when the master is within this of the Lagrangian bound."""
+SEED_TOL = 1e-9
+"""Inference pairs above this in the seed period LPs start in the master."""
 
 
 def _price(ix: FleetIndex, model: Model, co: _Coarse, pi: FloatArray,
@@ -470,14 +478,25 @@ def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
     def left() -> float | None:
         return None if deadline is None else deadline - time.perf_counter()
 
-    co = _coarse(ix, model, KEEP_PER_PROVIDER)
+    # seed: the inference pairs the period LPs use with training and batch left out
+    lower, seed = -np.inf, None
+    ts = time.perf_counter()
+    x0, dual0, ok0 = _solve_periods(ix, model, np.zeros(n), options, deadline)
+    if ok0:
+        xb = model.cols["x"]
+        seed = x0[xb.start:xb.stop] > SEED_TOL
+        lower = lagrangian_bound(ix, model, dual0)
+        info.steps.append(f"{time.perf_counter() - t0:.1f}s seed period LPs "
+                          f"({time.perf_counter() - ts:.1f}s) {int(seed.sum())} pairs, "
+                          f"bound {lower:.6g}")
+        log.info("decomposition: %s", info.steps[-1])
+    co = _coarse(ix, model, 0 if seed is not None else KEEP_PER_PROVIDER, seed)
     scale = objective_scale(co.cost)
     h = _lp_highs(options, left())
     _pass_lp(h, co.A, co.cost, co.lo, co.hi, co.rlo, co.rhi, scale)
     in_master = np.zeros(n, dtype=bool)
     in_master[co.keep] = True
     info.coarse_columns = co.A.shape[1] + co.extra.size
-    lower = -np.inf
     first_solve = last_round = 0.0
     while True:
         tl = left()

@@ -41,7 +41,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cloudhedge import __version__
 from cloudhedge.control.chaos import Chaos, ChaosError
 from cloudhedge.control.reconciler import Reconciler
-from cloudhedge.control.specs import load_job_text, load_service_text
+from cloudhedge.control.specs import JobSpec, ServiceSpec, load_job_text, load_service_text
 from cloudhedge.control.store import (
     LIVE_STATES,
     Attempt,
@@ -68,6 +68,7 @@ __all__ = ["create_api", "hash_token"]
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 LogReader = Callable[[Attempt, int], Awaitable[str]]  # (attempt, tail lines) -> text
+Spec = TypeVar("Spec", JobSpec, ServiceSpec)
 
 _bearer = HTTPBearer(auto_error=False, description="The token printed by `cloudhedge up`.")
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
@@ -400,10 +401,28 @@ def create_api(reconciler: Reconciler, store: ControlStore, *, fleet: Fleet, tok
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no workload {name!r}")
         return w
 
-    def submitted(workload_id: int) -> Submitted:
-        w = store.get_workload(workload_id)
-        assert w is not None
-        return Submitted(id=w.id, name=w.name, kind=w.kind, version=w.version)
+    def submit(files: list[SubmitRequest], load: Callable[[str, str, Fleet], Spec],
+               store_specs: Callable[[list[Spec]], object]) -> list[Submitted] | JSONResponse:
+        """Load every file (422 with all their issues), store them (409 on a name
+        clash), and answer what is stored under their names."""
+        specs, issues = [], []
+        for item in files:
+            try:
+                specs.append(load(item.yaml, item.filename, fleet))
+            except SpecError as exc:
+                issues.extend(exc.issues)
+        if issues:
+            return _invalid(SpecError(issues))
+        try:
+            store_specs(specs)
+        except (ValueError, WorkloadExists) as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        stored = {w.name: w for w in store.get_workloads_by_name([s.name for s in specs])}
+        return [Submitted(id=w.id, name=w.name, kind=w.kind, version=w.version)
+                for w in (stored[s.name] for s in specs)]
+
+    def one(answer: list[Submitted] | JSONResponse) -> Submitted | JSONResponse:
+        return answer[0] if isinstance(answer, list) else answer
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
@@ -413,47 +432,21 @@ def create_api(reconciler: Reconciler, store: ControlStore, *, fleet: Fleet, tok
               responses=submit_errors)
     async def submit_job(body: SubmitRequest) -> Submitted | JSONResponse:
         """Store a job's desired state (create, or update one of the same name)."""
-        try:
-            spec = load_job_text(body.yaml, body.filename, fleet)
-        except SpecError as exc:
-            return _invalid(exc)
-        try:
-            return submitted(reconciler.submit_job(spec))
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return one(submit([body], load_job_text,
+                          lambda specs: reconciler.submit_job(specs[0])))
 
     @app.post("/v1/jobs/batch", response_model=list[Submitted], status_code=201,
               dependencies=auth, responses=submit_errors)
     async def submit_jobs(body: BatchRequest) -> list[Submitted] | JSONResponse:
         """Store many jobs in one call (all or none); 422 lists every invalid file's issues."""
-        specs, issues = [], []
-        for item in body.jobs:
-            try:
-                specs.append(load_job_text(item.yaml, item.filename, fleet))
-            except SpecError as exc:
-                issues.extend(exc.issues)
-        if issues:
-            return _invalid(SpecError(issues))
-        try:
-            reconciler.submit_jobs(specs)
-        except (ValueError, WorkloadExists) as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        stored = {w.name: w for w in store.get_workloads_by_name([s.name for s in specs])}
-        return [Submitted(id=w.id, name=w.name, kind=w.kind, version=w.version)
-                for w in (stored[s.name] for s in specs)]
+        return submit(body.jobs, load_job_text, reconciler.submit_jobs)
 
     @app.post("/v1/services", response_model=Submitted, status_code=201, dependencies=auth,
               responses=submit_errors)
     async def submit_service(body: SubmitRequest) -> Submitted | JSONResponse:
         """Store a service's desired state (create, or update one of the same name)."""
-        try:
-            spec = load_service_text(body.yaml, body.filename, fleet)
-        except SpecError as exc:
-            return _invalid(exc)
-        try:
-            return submitted(reconciler.submit_service(spec))
-        except ValueError as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return one(submit([body], load_service_text,
+                          lambda specs: reconciler.submit_service(specs[0])))
 
     @app.get("/v1/workloads", response_model=list[WorkloadOut], dependencies=auth,
              responses=errors)

@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from cloudhedge.control.checkpoints import CheckpointError, open_checkpoints
 from cloudhedge.control.placement import (
     Outcome,
@@ -521,8 +523,8 @@ class Reconciler:
                 generation = sum(1 for a in attempts if a.replica == replica)
                 inputs: JsonDict = {
                     "version": w.version, "period": period,
-                    "usage": {name: float(c) for name, c in zip(
-                        self._placer.index, usage.chips, strict=True) if c},
+                    "usage": {self._placer.pools[i].name: float(usage.chips[i])
+                              for i in np.flatnonzero(usage.chips)},
                     "blocklist": sorted(str(b) for b in blocks), "beside": list(beside)}
                 plans.append(self._plan(w, spec, replica, generation, decision, inputs))
                 usage = usage.with_added(self._placer.index[decision.pool], decision.chips)

@@ -38,9 +38,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -71,24 +70,61 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Insert
 
+from cloudhedge.control.records import (  # re-exported: the store's values
+    ATTEMPT_STATES,
+    DESIRED_STATES,
+    LIVE_STATES,
+    SCOPE_KINDS,
+    WORKLOAD_KINDS,
+    Attempt,
+    AttemptPlan,
+    AttemptState,
+    Block,
+    Checkpoint,
+    DesiredState,
+    Event,
+    EventKind,
+    JsonDict,
+    Move,
+    NewEvent,
+    NewWorkload,
+    Planned,
+    ScopeKind,
+    Workload,
+    WorkloadKind,
+)
 from cloudhedge.core.errors import CloudhedgeError
 from cloudhedge.db import make_engine
 
-WorkloadKind = Literal["training", "batch", "service"]
-DesiredState = Literal["running", "cancelled"]
-AttemptState = Literal[
-    "planned", "launching", "running", "succeeded", "failed", "terminated", "lost"]
-ScopeKind = Literal["pool", "zone", "region", "provider", "accelerator"]
-EventKind = Literal["placement", "rejection", "launch", "failover", "blocklist", "adoption",
-                    "termination", "checkpoint", "desired", "readiness", "chaos"]
-JsonDict = dict[str, Any]
-
-WORKLOAD_KINDS: Final = get_args(WorkloadKind)
-DESIRED_STATES: Final = get_args(DesiredState)
-ATTEMPT_STATES: Final = get_args(AttemptState)
-SCOPE_KINDS: Final = get_args(ScopeKind)
-LIVE_STATES: Final[tuple[AttemptState, ...]] = ("planned", "launching", "running")
-"""Attempts whose chips are taken (or about to be) in their pool."""
+__all__ = [
+    "ATTEMPT_STATES",
+    "DESIRED_STATES",
+    "LIVE_STATES",
+    "SCOPE_KINDS",
+    "VERSION_TABLE",
+    "WORKLOAD_KINDS",
+    "Attempt",
+    "AttemptPlan",
+    "AttemptState",
+    "Block",
+    "Checkpoint",
+    "ControlStore",
+    "DesiredState",
+    "Event",
+    "EventKind",
+    "IdempotencyConflict",
+    "JsonDict",
+    "Move",
+    "NewEvent",
+    "NewWorkload",
+    "Planned",
+    "ScopeKind",
+    "StoreError",
+    "Workload",
+    "WorkloadExists",
+    "WorkloadKind",
+    "metadata",
+]
 
 VERSION_TABLE: Final = "control_alembic_version"
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -197,149 +233,6 @@ checkpoints = Table(
     Column("at_unix_s", Double, nullable=False),
     Index("ix_checkpoints_workload_id_step", "workload_id", "step"),
 )
-
-
-# -- values -------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """A stored workload; ``version`` grows by one on every update."""
-
-    id: int
-    name: str
-    kind: WorkloadKind
-    spec: JsonDict
-    desired: DesiredState
-    priority: int
-    version: int
-    created_unix_s: float
-    updated_unix_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One launch attempt of one replica of a workload on one pool."""
-
-    id: int
-    workload_id: int
-    idempotency_key: str
-    pool: str
-    provider: str
-    region: str
-    zone: str | None
-    accelerator: str
-    chips: int
-    replica: int
-    state: AttemptState
-    instance_id: str | None
-    error_kind: str | None
-    error_scope: str | None
-    created_unix_s: float
-    updated_unix_s: float
-    address: str | None = None  # where the instance is reached (host), once running
-    port: int | None = None  # the replica port (services)
-    heartbeat_unix_s: float | None = None  # the workload's last heartbeat
-    progress_step: int | None = None  # the step it reported with it
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to append; ``data`` must be JSON-serialisable."""
-
-    kind: EventKind
-    reason: str
-    workload_id: int | None = None
-    attempt_id: int | None = None
-    data: JsonDict | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A stored event; ids grow in append order."""
-
-    id: int
-    workload_id: int | None
-    attempt_id: int | None
-    kind: str
-    reason: str
-    data: JsonDict | None
-    at_unix_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptPlan:
-    """An attempt to insert in state ``planned``, with the reason it was placed there.
-
-    ``reason`` (when given) is appended as a ``placement`` event, with ``data``, in the
-    same transaction and only if the attempt is new.
-    """
-
-    workload_id: int
-    idempotency_key: str
-    pool: str
-    provider: str
-    region: str
-    accelerator: str
-    chips: int
-    replica: int = 0
-    zone: str | None = None
-    reason: str | None = None
-    data: JsonDict | None = None
-    port: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NewWorkload:
-    """A workload to create (see :meth:`ControlStore.create_workloads`)."""
-
-    name: str
-    kind: WorkloadKind
-    spec: JsonDict
-    priority: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A compare-and-set of one attempt's state (see :meth:`ControlStore.advance`)."""
-
-    attempt_id: int
-    from_states: tuple[AttemptState, ...]
-    to_state: AttemptState
-    instance_id: str | None = None
-    error_kind: str | None = None
-    error_scope: str | None = None
-    address: str | None = None
-    event: NewEvent | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    """The stored attempt for a key, and whether this call created it."""
-
-    attempt: Attempt
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """A blocked failure scope; ``until_unix_s`` None means until removed."""
-
-    scope_kind: ScopeKind
-    scope_name: str
-    reason: str
-    until_unix_s: float | None
-    created_unix_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A training checkpoint a workload can resume from."""
-
-    id: int
-    workload_id: int
-    step: int
-    location: str
-    at_unix_s: float
 
 
 def _workload(row: Row[Any]) -> Workload:

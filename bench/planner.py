@@ -16,8 +16,9 @@
 
 "Solve" is the planner's path, inside one time budget: for models of at least
 ``DECOMPOSE_MIN_COLUMNS`` columns the period decomposition
-(``cloudhedge.planning.decompose``: column generation on a master LP with batch
-aggregated exactly, a dive for training, period LPs, a Lagrangian lower bound), else
+(``cloudhedge.planning.decompose``: Benders cuts from the period LPs on a master of
+training and batch aggregated exactly, a dive and a branch-and-bound for training),
+else
 ``cloudhedge.planning.warmstart.solve_warm`` (LP relaxation, a start rounded from it,
 then the MIP). The gap is always against a valid lower bound.
 """

@@ -68,6 +68,20 @@ def test_planner_uses_decomposition_when_asked() -> None:
     assert plan.solver.mip_bound_usd <= exact.solver.objective_usd * (1 + 1e-7)
 
 
+def test_hedge_costs_take_the_plans_path() -> None:
+    """With the decomposition, each policy's re-solve is decomposed too: dropping a
+    policy never costs more than the two solves' gaps."""
+    fleet = generate_fleet(30, 20, 6, seed=0)
+    plan = make_plan(fleet, PlanOptions(solve=SolveOptions(gap=0.005), decompose=True,
+                                        duals=False, conflicts=False))
+    assert plan.solver.objective_usd is not None
+    priced = [h for h in plan.hedge_costs if h.cost_usd is not None]
+    assert len(priced) >= 4  # caps, survivability, exclusivity, residency
+    for h in priced:
+        assert h.cost_usd is not None and h.uncertainty_usd is not None
+        assert h.cost_usd >= -h.uncertainty_usd - 1e-6 * plan.solver.objective_usd
+
+
 def test_master_is_seeded_from_the_period_lps() -> None:
     ix = build_index(generate_fleet(40, 24, 8, seed=1))
     model = ModelBuilder(ix).build()
@@ -79,3 +93,81 @@ def test_master_is_seeded_from_the_period_lps() -> None:
     exact = solve(model, SolveOptions(gap=0.0))
     assert exact.objective is not None
     assert sol.mip_bound <= exact.objective * (1 + 1e-7) <= sol.objective * (1 + 2e-7)
+
+
+def test_bound_reaches_the_lp_relaxation() -> None:
+    """Without a time limit the LP phase runs until its bound is within 0.2% of a
+    plan with training fractional, so the bound is at least that close to the LP
+    optimum (and the branch-and-bound on the master may raise it further)."""
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    model = ModelBuilder(ix).build()
+    lp = solve(model, SolveOptions(), relax=True)
+    _, sol = decompose.solve_decomposed(ix, model, SolveOptions(gap=0.0))
+    assert lp.objective is not None and sol.mip_bound is not None
+    assert sol.mip_bound >= lp.objective * (1 - 0.0025)
+
+
+def test_cuts_never_overestimate_a_period() -> None:
+    """Q_t is convex in what the linking columns take from period t, and the period
+    LP's row duals are a subgradient: a cut made at one point stays below Q_t at
+    another (the sign conventions of HiGHS's duals are what this checks)."""
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    model = ModelBuilder(ix).build()
+    options = SolveOptions()
+    periods = decompose._PeriodLPs(ix, model, options)
+    try:
+        master = decompose._Master(ix, model, decompose._coarse(ix, model), periods,
+                                   options)
+        s0 = master.shift(np.zeros(master.n))
+        assert periods.solve(s0, None)
+        q0, g0 = periods.values.copy(), [g.copy() for g in periods.duals]
+        master.add_cuts(periods, s0)
+        assert master.solve(None)
+        s1 = master.shift(master.x())
+        assert np.abs(s1 - s0).max() > 1.0  # the master did move training and batch
+        assert periods.solve(s1, None)
+        for t, rows in enumerate(periods.rows):
+            cut = q0[t] - g0[t] @ (s1[rows] - s0[rows])
+            assert periods.values[t] >= cut - 1e-6 * max(1.0, abs(cut))
+        # the master's value is a lower bound: theta_t sits on the cuts
+        assert master.value() <= float(master.cost @ master.x()) + periods.values.sum() \
+            + model.offset + 1e-6 * abs(master.value())
+    finally:
+        periods.close()
+
+
+def test_a_run_that_fits_nowhere_moves_a_placed_run() -> None:
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    room = decompose._Room(ix)
+    pool, start, dur = ix.train_pool, ix.train_start, ix.train_duration
+    R = len(ix.fleet.training)
+    for a in range(R):
+        for b in range(R):
+            if a == b:
+                continue
+            for oa in room.options(a):
+                p = pool[oa]
+                blockers = [ob for ob in room.options(b) if pool[ob] == p
+                            and start[ob] < start[oa] + dur[oa]
+                            and start[oa] < start[ob] + dur[ob]]
+                alts = [o for o in room.options(b) if pool[o] != p
+                        and pool[o] not in set(pool[room.options(a)].tolist())]
+                if blockers and alts:
+                    break
+            else:
+                continue
+            break
+        else:
+            continue
+        break
+    else:
+        pytest.skip("no pair of runs sharing a pool in this fleet")
+    ob, q = blockers[0], pool[alts[0]]
+    room.room[:] = 0.0
+    room.room[p] = max(room.gang[a], room.gang[b])  # one of the two runs at a time
+    room.room[q] = ix.capacity[q]
+    room.take(b, int(ob))
+    assert not any(room.fits(int(o)) for o in room.options(a))
+    assert room.eject(a, room.options(a))
+    assert room.chosen[a] >= 0 and room.chosen[b] >= 0 and room.chosen[b] != ob
+    assert (room.room >= -1e-9).all()

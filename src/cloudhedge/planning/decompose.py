@@ -2,28 +2,39 @@
 
 The monolithic LP relaxation stops scaling near a million columns (2000 workloads x
 300 pools x 24 periods has 3.3 M columns, 2.75 M of them inference pairs, and HiGHS
-does not finish its relaxation in two minutes). This path never solves that LP:
+does not finish its relaxation in two minutes); from a quarter of a million columns
+this path is already the faster one (500 x 100 x 24: 0.6% in 15 s against 1.0% in
+120 s for the monolithic MIP). Only training and batch link the
+periods; everything else separates by period once they are fixed. So this path is a
+Benders decomposition:
 
-1. **Master with batch aggregated exactly.** A batch column's cost and chip use do not
-   depend on the job, so ``B[c, p, t]`` (chip-hours of job class ``c``, the jobs with the
-   same eligible pools, on pool ``p`` in period ``t``) plus ``h[j, t]`` (reference
+1. **Batch aggregated exactly.** A batch column's cost and chip use do not depend on
+   the job, so ``B[c, p, t]`` (chip-hours of job class ``c``, the jobs with the same
+   eligible pools, on pool ``p`` in period ``t``) plus ``h[j, t]`` (reference
    chip-hours of job ``j`` done in ``t``) with ``sum_p v_p e_p B[c, p, t] = sum_{j in c}
    h[j, t]`` describe the same plans (disaggregate ``b[j, p, t] = B[c, p, t] h[j, t] /
-   sum_{j' in c} h[j', t]``). Inference pairs start restricted to those the period LPs
-   (step 4) use when solved once with training and batch left out (else, if those do
-   not solve in time, to the cheapest pool per unit and provider); a restriction, so
-   every master solution is a feasible plan.
-2. **Column generation.** Inference columns are priced with the master's duals; the
-   most negative few per unit and period are added and the master re-solved (warm).
-3. **Training by diving** on the master (warm re-solves), then, when the master is quick,
-   a short HiGHS branch-and-bound on it from the dive's solution.
-4. **Period LPs.** With training and batch fixed, the rest separates by period; each
-   period's LP has all its inference pairs and is warm-started from the previous
-   period's basis. The assembled plan is checked against every row before it is used.
-5. **Lower bound.** :func:`lagrangian_bound`: for any row prices, ``min c'x + pi'(r - A
-   x)`` over the column bounds tightened by capacity (every feasible plan lies there)
-   and the row ranges is at most the LP optimum; evaluated with the master's and the
-   period LPs' duals, the best is reported.
+   sum_{j' in c} h[j', t]``).
+2. **Period LPs** (:class:`_PeriodLPs`). With the linking columns fixed, period ``t``
+   is an LP over all its inference pairs whose least cost ``Q_t(s)`` is convex in
+   ``s``, the linking columns' activity in its rows (chips they take from each pool);
+   its row duals ``g`` give the cut ``Q_t(s) >= Q_t(s') - g'(s - s')``. The 24 LPs
+   stay alive (warm re-solves) and run in parallel threads.
+3. **Master** (:class:`_Master`): training options, batch classes, ``r`` (the linking
+   columns' activity, capacity as its bound) and per period ``theta_t`` above every
+   cut so far. Its optimum is a lower bound; each round evaluates the period LPs at a
+   point between the master's solution and the best point so far (in-out
+   stabilisation), which gives a plan value (with training still fractional) and new
+   cuts. This LP phase stops when the bound is within 0.2% of the best point, or
+   when 70% of the time limit is spent.
+4. **Training integral.** Diving on the master fixes the training options (a run that
+   fits nowhere moves a placed run to another of its options); rounds of cuts with
+   training fixed then improve batch and inference, every round being a whole plan.
+   With time left, a HiGHS branch-and-bound on the master (cuts included) searches
+   better options and raises the bound; if it finds some, more rounds follow.
+5. **Plan and bound.** The best plan is assembled (batch disaggregated, period
+   columns from the period LPs) and checked against every row. The bound is the best
+   of the master's LP optimum, the branch-and-bound's dual bound and
+   :func:`lagrangian_bound` at the seed's and the master's implied row prices.
 
 Applicable when nothing but training and batch links periods: no decided contract
 levels and no total budget (the planner falls back to the monolithic path then).
@@ -33,8 +44,10 @@ See docs/planning-model.md, "Large plans: period decomposition".
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +55,6 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from cloudhedge.core.models import DomainKind
 from cloudhedge.planning.build import Model
 from cloudhedge.planning.index import FleetIndex, FloatArray, IntArray
 from cloudhedge.planning.solve import (
@@ -56,21 +68,18 @@ log = logging.getLogger(__name__)
 
 LINK_COLS = ("y", "z", "b", "ub")
 LINK_ROWS = ("train", "batch")
-DECOMPOSE_MIN_COLUMNS = 1_000_000
+DECOMPOSE_MIN_COLUMNS = 250_000
 """Models with at least this many columns are planned by decomposition (when it applies)."""
-KEEP_PER_PROVIDER = 1
-"""Inference pools per demand unit and provider kept in the coarse LP."""
 
 
 @dataclass
 class DecomposeInfo:
     """What the decomposition did, for logs and benchmarks."""
 
-    coarse_columns: int = 0
-    coarse_seconds: float = 0.0
+    master_columns: int = 0
+    lp_seconds: float = 0.0
     fixed_seconds: float = 0.0
     period_seconds: float = 0.0
-    bound_seconds: float = 0.0
     upper: float | None = None
     lower: float | None = None
     steps: list[str] = field(default_factory=list)
@@ -149,8 +158,6 @@ class _Coarse:
     h_t: IntArray
     job_class: IntArray
     b_B: IntArray  # B column of each b column (relative to the b block)
-    extra: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    """full-model inference columns added by column generation (after the h columns)"""
 
     @property
     def nk(self) -> int:
@@ -162,37 +169,14 @@ class _Coarse:
         return out
 
 
-def _restricted_pairs(ix: FleetIndex, model: Model, per_provider: int) -> np.ndarray:
-    """Inference pairs kept in the coarse LP: per unit and provider the cheapest pools
-    by effective price per token (contract price for committed pools)."""
-    price = ix.price.astype(np.float64).copy()
-    covered = ix.contract_of_pool >= 0
-    if covered.any():
-        cprice = np.array([c.price_usd_per_chip_hour for c in ix.fleet.contracts])
-        price[covered] = cprice[ix.contract_of_pool[covered]]
-    prov = ix.domain_of_pool[DomainKind.PROVIDER]
-    score = price[ix.inf_pool] / np.maximum(ix.inf_tput, 1e-12)
-    order = np.lexsort((score, prov[ix.inf_pool], ix.inf_unit))
-    us, ps = ix.inf_unit[order], prov[ix.inf_pool[order]]
-    head = np.r_[True, (us[1:] != us[:-1]) | (ps[1:] != ps[:-1])]
-    first = np.flatnonzero(head)
-    rank = np.arange(order.size) - first[np.cumsum(head) - 1]
-    keep = np.zeros(ix.inf_pool.size, dtype=bool)
-    keep[order[rank < per_provider]] = True
-    return keep
-
-
-def _coarse(ix: FleetIndex, model: Model, per_provider: int,
-            seed: np.ndarray | None = None) -> _Coarse:
+def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
+    """The model without inference pairs and with batch aggregated by class."""
     T = ix.T
     n = model.A.shape[1]
     m = model.A.shape[0]
     keep_mask = np.ones(n, dtype=bool)
     x = model.cols["x"]
-    keep_mask[x.start:x.stop] = (np.repeat(_restricted_pairs(ix, model, per_provider), T)
-                                 if per_provider > 0 else False)
-    if seed is not None:
-        keep_mask[x.start:x.stop] |= seed
+    keep_mask[x.start:x.stop] = False
     b = model.cols["b"]
     keep_mask[b.start:b.stop] = False
     keep = np.flatnonzero(keep_mask)
@@ -264,9 +248,7 @@ def _expand(ix: FleetIndex, model: Model, co: _Coarse, xc: FloatArray) -> FloatA
     x = np.zeros(model.A.shape[1])
     x[co.keep] = xc[:co.nk]
     Bv = xc[co.nk:co.nk + co.B_rep.size]
-    nbh = co.nk + co.B_rep.size + co.h_job.size
-    hv = np.maximum(xc[co.nk + co.B_rep.size:nbh], 0.0)
-    x[co.extra] = xc[nbh:nbh + co.extra.size]
+    hv = np.maximum(xc[co.nk + co.B_rep.size:co.nk + co.B_rep.size + co.h_job.size], 0.0)
     T = ix.T
     nclass = int(co.job_class.max(initial=-1)) + 1
     tot = np.zeros(nclass * T)
@@ -306,41 +288,116 @@ def _periods(model: Model) -> tuple[IntArray, IntArray]:
     return cp, rp
 
 
-def _solve_periods(ix: FleetIndex, model: Model, x: FloatArray, options: SolveOptions,
-                   deadline: float | None) -> tuple[FloatArray, FloatArray, bool]:
-    """Fill the period columns of ``x`` (linking columns fixed); row duals of period rows."""
-    cp, rp = _periods(model)
-    link = np.flatnonzero(cp < 0)
-    shift = model.A[:, link] @ x[link]
-    dual = np.zeros(model.A.shape[0])
-    scale = objective_scale(model.objective[cp >= 0])
-    obj = model.objective
-    basis = None
-    shape: tuple[int, int] | None = None
-    A = model.A
-    ok = True
-    for t in range(ix.T):
-        cs = np.flatnonzero(cp == t)
-        rs = np.flatnonzero(rp == t)
-        sub = A[:, cs].tocsr()[rs].tocsc()
-        left = None if deadline is None else deadline - time.perf_counter()
-        h = _lp_highs(options, left)
-        _pass_lp(h, sub, obj[cs], model.col_lo[cs], model.col_hi[cs],
-                 model.row_lo[rs] - shift[rs], model.row_hi[rs] - shift[rs], scale)
-        if basis is not None and shape == sub.shape:
-            h.setBasis(basis)
-        h.run()
-        if not _optimal(h):  # keep the master's values for this period (feasible)
-            ok = False
-            if deadline is not None and time.perf_counter() >= deadline:
-                break
-            continue
-        sol = h.getSolution()
-        x[cs] = np.asarray(sol.col_value)
-        dual[rs] = np.asarray(sol.row_dual) * scale
-        basis, shape = h.getBasis(), sub.shape
-    return x, dual, ok
+class _PeriodLPs:
+    """One HiGHS LP per period, linking columns fixed: ``Q_t(s)``, the least cost of
+    period ``t`` when the linking columns put ``s`` into its rows, with row duals
+    (a subgradient). Each LP stays alive between calls, so re-solves start warm; the
+    periods are solved in parallel threads (HiGHS releases the GIL while it runs).
 
+    Rows the linking columns can make infeasible (caps, per-period budgets) get an
+    elastic slack at :data:`ELASTIC_FACTOR` times the dearest chip: the value is then
+    a lower estimate of the true one everywhere (so every cut stays valid), and a
+    point with slack in use is not counted as a plan."""
+
+    def __init__(self, ix: FleetIndex, model: Model, options: SolveOptions) -> None:
+        cp, rp = _periods(model)
+        self.model, self.options, self.T = model, options, ix.T
+        self.cols = [np.flatnonzero(cp == t) for t in range(ix.T)]
+        self.rows = [np.flatnonzero(rp == t) for t in range(ix.T)]
+        self.scale = objective_scale(model.objective[cp >= 0])
+        soft = np.zeros(model.A.shape[0], dtype=bool)
+        for name, blk in model.rows.items():
+            if name.startswith(("cap:", "budget")) and blk.period.size == blk.size:
+                soft[blk.start:blk.stop] = True
+        self.soft = [np.flatnonzero(soft[r]) for r in self.rows]
+        xb = model.cols["x"]
+        self.penalty = ELASTIC_FACTOR * float(np.abs(model.objective[xb.start:xb.stop])
+                                              .max(initial=1.0))
+        self.h: list[Any] = [None] * ix.T
+        self.values = np.zeros(ix.T)
+        self.duals: list[FloatArray] = [np.zeros(r.size) for r in self.rows]
+        self.slack = np.zeros(ix.T)
+        workers = options.threads or os.cpu_count() or 1
+        self.workers = max(1, min(int(workers), ix.T))
+        self.pool = ThreadPoolExecutor(self.workers)
+
+    def _build(self, t: int, shift: FloatArray, left: float | None) -> Any:
+        m, cs, rs = self.model, self.cols[t], self.rows[t]
+        sub = m.A[:, cs].tocsr()[rs].tocsc()
+        k = self.soft[t]
+        el = sp.csc_matrix((np.concatenate([np.ones(k.size), -np.ones(k.size)]),
+                            (np.concatenate([k, k]), np.arange(2 * k.size))),
+                           shape=(rs.size, 2 * k.size))
+        h = _lp_highs(self.options, left)
+        _pass_lp(h, sp.hstack([sub, el], format="csc"),
+                 np.concatenate([m.objective[cs], np.full(2 * k.size, self.penalty)]),
+                 np.concatenate([m.col_lo[cs], np.zeros(2 * k.size)]),
+                 np.concatenate([m.col_hi[cs], np.full(2 * k.size, np.inf)]),
+                 m.row_lo[rs] - shift[rs], m.row_hi[rs] - shift[rs], self.scale)
+        return h
+
+    def _solve(self, t: int, shift: FloatArray, left: float | None, start: Any) -> bool:
+        """Solve period ``t`` at ``shift``, from its own last basis, or from ``start``
+        (a basis of a neighbouring period) when given."""
+        m, rs = self.model, self.rows[t]
+        h = self.h[t]
+        if h is None:
+            h = self.h[t] = self._build(t, shift, left)
+        else:
+            h.changeRowsBounds(rs.size, np.arange(rs.size, dtype=np.int32),
+                               m.row_lo[rs] - shift[rs], m.row_hi[rs] - shift[rs])
+            if left is not None:
+                h.setOptionValue("time_limit", h.getRunTime() + max(left, 1.0))
+        if start is not None and len(start.col_status) == h.getNumCol() and \
+                len(start.row_status) == h.getNumRow():
+            h.setBasis(start)
+        h.run()
+        if not _optimal(h):
+            return False
+        sol = h.getSolution()
+        self.values[t] = float(h.getInfo().objective_function_value) * self.scale
+        self.duals[t] = np.asarray(sol.row_dual) * self.scale
+        col = np.asarray(sol.col_value)
+        self.slack[t] = float(col[self.cols[t].size:].sum())
+        return True
+
+    def solve(self, shift: FloatArray, deadline: float | None, chain: bool = False) -> bool:
+        """Solve every period at ``shift`` (the linking columns' row activity); True
+        when all solved to optimality. With ``chain`` (and on the first call), each
+        worker takes a run of consecutive periods and starts each from the basis of
+        the one before: neighbouring periods look alike, so this beats a cold start
+        after a large change of ``shift``."""
+        chain = chain or self.h[0] is None
+        runs = (np.array_split(np.arange(self.T), self.workers) if chain
+                else [np.array([t]) for t in range(self.T)])
+
+        def one(ts: IntArray) -> bool:
+            prev = None
+            for t in ts:
+                left = None if deadline is None else deadline - time.perf_counter()
+                if not self._solve(int(t), shift, left, prev):
+                    return False
+                prev = self.h[int(t)].getBasis() if chain else None
+            return True
+        return all(list(self.pool.map(one, runs)))
+
+    def fill(self, x: FloatArray) -> None:
+        """Write the period columns of the last solutions into ``x``."""
+        for t, h in enumerate(self.h):
+            cs = self.cols[t]
+            x[cs] = np.asarray(h.getSolution().col_value)[:cs.size]
+
+    def prices(self, weights: list[list[tuple[float, FloatArray]]], m: int) -> FloatArray:
+        """Row prices of the period rows: per period, a weighted sum of dual vectors."""
+        pi = np.zeros(m)
+        for t, pairs in enumerate(weights):
+            for w, g in pairs:
+                pi[self.rows[t]] += w * g
+        return pi
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.h = [None] * self.T
 
 # ------------------------------------------------------------- lower bound
 def _implied_upper(ix: FleetIndex, model: Model) -> FloatArray:
@@ -414,151 +471,303 @@ def _clip(pi: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
 
 
 # -------------------------------------------------------------------- driver
-CG_PER_UNIT_PERIOD = 3
-"""Columns added per demand unit and period in each column-generation round."""
+ELASTIC_FACTOR = 100.0
+"""Price of a chip of elastic slack on a cap or budget row, in dearest inference chips."""
+IN_OUT = 0.5
+"""Separation point: this share of the master's solution, the rest of the best point."""
+LP_SHARE = 0.7
+"""Share of the time limit for the LP phase (cuts with training fractional)."""
+LP_STOP = 0.002
+"""The LP phase stops when the best LP point is within this of the bound."""
+MAX_ROUNDS = 200
+"""Most Benders rounds in each phase."""
+FIXED_RESERVE = 0.05
+"""Share of the time limit left unused after the last round with training fixed."""
 DIVE_ROUNDS = 20
 """Master re-solves while fixing training; then the rest is rounded at once."""
 DIVE_SHARE = 0.2
 """Share of the unfixed training runs fixed per dive round."""
 DIVE_MIN_SECONDS = 10.0
 """Below this much time left, the dive rounds the rest at once."""
-MIP_ROOT_FACTOR = 4.0
-"""The master's branch-and-bound runs only with this many first-master solve times left."""
-PERIOD_RESERVE = 0.15
-"""Share of the time limit kept for the period LPs after the master's branch-and-bound."""
-CG_RESERVE = 0.25
-"""Share of the time limit column generation leaves for the dive and the period LPs."""
 FEASIBILITY_TOL = 1e-6
 """Largest relative violation accepted in the assembled plan (else the path fails)."""
-CG_STOP = 0.002
-"""Column generation stops when the master is within this of the Lagrangian bound."""
-SEED_TOL = 1e-9
-"""Inference pairs above this in the seed period LPs start in the master."""
+SLACK_TOL = 1e-6
+"""Elastic slack (chips) above which a point is not a plan."""
+MIP_MIN_SECONDS = 10.0
+"""Time left below which the master's branch-and-bound is skipped."""
+MIP_SHARE = 0.6
+"""Share of the time left given to the master's branch-and-bound."""
+MIP_ROOT_FACTOR = 4.0
+"""The branch-and-bound runs only with this many of the slowest master LP solves left."""
 
 
-def _price(ix: FleetIndex, model: Model, co: _Coarse, pi: FloatArray,
-           in_master: np.ndarray) -> IntArray:
-    """Inference columns with negative reduced cost at ``pi``, the best few per unit and
-    period (full-model column indices)."""
-    x = model.cols["x"]
-    T = ix.T
-    d = model.objective[x.start:x.stop] - model.A[:, x.start:x.stop].T @ pi
-    scale = np.maximum(np.abs(model.objective[x.start:x.stop]), 1.0)
-    cand = np.flatnonzero((d < -1e-7 * scale) & ~in_master[x.start:x.stop])
-    if not cand.size:
-        return cand
-    group = ix.inf_unit[cand // T] * T + cand % T
-    order = np.lexsort((d[cand], group))
-    g = group[order]
-    head = np.r_[True, g[1:] != g[:-1]]
-    first = np.flatnonzero(head)
-    rank = np.arange(g.size) - first[np.cumsum(head) - 1]
-    out: IntArray = x.start + cand[order[rank < CG_PER_UNIT_PERIOD]]
-    return np.sort(out)
+class _Master:
+    """The Benders master: training options, unscheduled runs, unmet batch, batch
+    aggregated by class, and per period ``theta_t``, the largest of the cuts
+    ``theta_t >= Q_t(s') - g'(s - s')`` found so far (``s``: the linking columns'
+    activity in the rows of period ``t``; ``g``: the period LP's row duals at
+    ``s'``). Capacity rows keep the linking columns inside each pool, so every
+    master point leaves the period LPs feasible up to the elastic rows."""
+
+    def __init__(self, ix: FleetIndex, model: Model, co: _Coarse, periods: _PeriodLPs,
+                 options: SolveOptions) -> None:
+        m = model.A.shape[0]
+        T = ix.T
+
+        def pos(name: str) -> IntArray:
+            blk = model.cols[name]
+            return co.position(np.arange(blk.start, blk.stop))
+
+        self.ny = model.cols["y"].size
+        nbh = co.B_rep.size + co.h_job.size
+        self.cols = np.concatenate([pos("y"), pos("z"), pos("ub"),
+                                    co.nk + np.arange(nbh)]).astype(np.int64)
+        AM = co.A[:, self.cols].tocsr()
+        self.n = self.cols.size
+        self.T = T
+        self.shift_rows = AM[:m]
+        # r: the linking columns' activity in each period row they touch (mostly the
+        # pools' chips in use); cuts are written on r, so they stay short
+        in_period = np.zeros(m, dtype=bool)
+        for rs in periods.rows:
+            in_period[rs] = True
+        R = np.flatnonzero((np.diff(self.shift_rows.indptr) > 0) & in_period)
+        nr = R.size
+        self.r_of_period: list[tuple[IntArray, IntArray]] = []
+        for rs in periods.rows:
+            local = np.flatnonzero(np.isin(rs, R))
+            self.r_of_period.append((local, self.n + np.searchsorted(R, rs[local])))
+        link = np.concatenate([np.arange(model.rows[r].start, model.rows[r].stop)
+                               for r in LINK_ROWS if r in model.rows])
+        inner = np.concatenate([link, np.arange(m, co.A.shape[0])])
+        define = sp.hstack([self.shift_rows[R], -sp.identity(nr, format="csr")])
+        A = sp.vstack([sp.hstack([AM[inner], sp.csr_matrix((inner.size, nr))]), define],
+                      format="csc")
+        A.resize((A.shape[0], self.n + nr + T))
+        r_hi = np.full(nr, np.inf)
+        pu = model.rows["pool_use"]
+        on_pool = (pu.start <= R) & (pu.stop > R)
+        r_hi[on_pool] = ix.capacity.ravel()[R[on_pool] - pu.start]
+        self.cost = co.cost[self.cols]
+        self.scale = objective_scale(self.cost)
+        self.offset = model.offset
+        self.h = _lp_highs(options, options.time_limit_s)
+        _pass_lp(self.h, A, np.concatenate([self.cost, np.zeros(nr), np.ones(T)]),
+                 np.concatenate([co.lo[self.cols], np.full(nr, -np.inf), np.zeros(T)]),
+                 np.concatenate([co.hi[self.cols], r_hi, np.full(T, np.inf)]),
+                 np.concatenate([co.rlo[inner], np.zeros(nr)]),
+                 np.concatenate([co.rhi[inner], np.zeros(nr)]), self.scale)
+        self.R, self.r_hi = R, r_hi
+        self.theta0 = self.n + nr
+        self.rows0 = A.shape[0]
+        self.cut_period: list[int] = []
+        self.cut_dual: list[FloatArray] = []
+
+    def shift(self, xm: FloatArray) -> FloatArray:
+        """Row activity of the linking columns at master point ``xm``; chips in use
+        clipped to capacity (the master meets it within its tolerances only)."""
+        out: FloatArray = self.shift_rows @ xm
+        out[self.R] = np.minimum(out[self.R], self.r_hi)
+        return out
+
+    def add_cuts(self, periods: _PeriodLPs, s: FloatArray) -> None:
+        """One cut per period from the period LPs just solved at ``s``."""
+        starts, idx, val, rhs = [], [], [], []
+        nnz = 0
+        for t in range(self.T):
+            g = periods.duals[t]
+            local, rcols = self.r_of_period[t]
+            starts.append(nnz)
+            idx.append(np.append(rcols, self.theta0 + t))
+            val.append(np.append(g[local], 1.0))
+            nnz += rcols.size + 1
+            rhs.append(periods.values[t] + float(g @ s[periods.rows[t]]))
+            self.cut_period.append(t)
+            self.cut_dual.append(g)
+        self.h.addRows(self.T, np.asarray(rhs) / self.scale, np.full(self.T, np.inf), nnz,
+                       np.asarray(starts, dtype=np.int32),
+                       np.concatenate(idx).astype(np.int32),
+                       np.concatenate(val) / self.scale)
+
+    def solve(self, left: float | None) -> bool:
+        """Solve the master LP (warm dual simplex after new cuts or bounds)."""
+        if left is not None:
+            self.h.setOptionValue("time_limit", self.h.getRunTime() + max(left, 1.0))
+        self.h.run()
+        return _optimal(self.h)
+
+    def x(self) -> FloatArray:
+        return np.asarray(self.h.getSolution().col_value)[:self.n]
+
+    def value(self) -> float:
+        return float(self.h.getInfo().objective_function_value) * self.scale + self.offset
+
+    def weights(self) -> list[list[tuple[float, FloatArray]]]:
+        """Per period, (cut dual, period duals) of every cut: the period row prices
+        the master implies (at convergence, the LP's own)."""
+        mu = np.asarray(self.h.getSolution().row_dual)[self.rows0:]
+        out: list[list[tuple[float, FloatArray]]] = [[] for _ in range(self.T)]
+        for k, w in enumerate(mu):
+            if abs(w) > 1e-12:
+                out[self.cut_period[k]].append((float(w), self.cut_dual[k]))
+        return out
 
 
-def _add_columns(h: Any, model: Model, co: _Coarse, cols: IntArray, scale: float) -> _Coarse:
-    sub = model.A[:, cols].tocsc()
-    h.addCols(int(cols.size), model.objective[cols] / scale, model.col_lo[cols],
-              model.col_hi[cols], int(sub.nnz), sub.indptr[:-1].astype(np.int32),
-              sub.indices.astype(np.int32), sub.data.astype(np.float64))
-    co.extra = np.concatenate([co.extra, cols])
-    co.cost = np.concatenate([co.cost, model.objective[cols]])
-    return co
+@dataclass
+class _Best:
+    """The cheapest plan met so far: its value, master point and period columns."""
+
+    value: float = np.inf
+    xm: FloatArray | None = None
+    x: FloatArray | None = None
 
 
 def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
                      info: DecomposeInfo | None = None) -> tuple[Solution, Solution]:
-    """(bound, plan): the bound's objective is the Lagrangian lower bound."""
+    """(bound, plan): the bound's objective is the best valid lower bound found."""
     info = info or DecomposeInfo()
+    periods = _PeriodLPs(ix, model, options)
+    try:
+        return _benders(ix, model, options, info, periods)
+    finally:
+        periods.close()
+
+
+def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: DecomposeInfo,
+             periods: _PeriodLPs) -> tuple[Solution, Solution]:
     t0 = time.perf_counter()
-    deadline = None if options.time_limit_s is None else t0 + options.time_limit_s
+    limit = options.time_limit_s
+    deadline = None if limit is None else t0 + limit
     n, m = model.A.shape[1], model.A.shape[0]
 
     def left() -> float | None:
         return None if deadline is None else deadline - time.perf_counter()
 
-    # seed: the inference pairs the period LPs use with training and batch left out
-    lower, seed = -np.inf, None
+    def note(text: str) -> None:
+        info.steps.append(f"{time.perf_counter() - t0:.1f}s {text}")
+        log.info("decomposition: %s", info.steps[-1])
+
+    co = _coarse(ix, model)
+    master = _Master(ix, model, co, periods, options)
+    info.master_columns = master.n
+    # seed: the period LPs with no training and no batch
+    xm = np.zeros(master.n)
+    s = master.shift(xm)
     ts = time.perf_counter()
-    x0, dual0, ok0 = _solve_periods(ix, model, np.zeros(n), options, deadline)
-    if ok0:
-        xb = model.cols["x"]
-        seed = x0[xb.start:xb.stop] > SEED_TOL
-        lower = lagrangian_bound(ix, model, dual0)
-        info.steps.append(f"{time.perf_counter() - t0:.1f}s seed period LPs "
-                          f"({time.perf_counter() - ts:.1f}s) {int(seed.sum())} pairs, "
-                          f"bound {lower:.6g}")
-        log.info("decomposition: %s", info.steps[-1])
-    co = _coarse(ix, model, 0 if seed is not None else KEEP_PER_PROVIDER, seed)
-    scale = objective_scale(co.cost)
-    h = _lp_highs(options, left())
-    _pass_lp(h, co.A, co.cost, co.lo, co.hi, co.rlo, co.rhi, scale)
-    in_master = np.zeros(n, dtype=bool)
-    in_master[co.keep] = True
-    info.coarse_columns = co.A.shape[1] + co.extra.size
-    first_solve = last_round = 0.0
-    while True:
-        tl = left()
-        if tl is not None:
-            h.setOptionValue("time_limit", h.getRunTime() + max(tl, 1.0))
-        t_round = time.perf_counter()
-        h.run()
-        last_round = time.perf_counter() - t_round
-        if not first_solve:
-            first_solve = time.perf_counter() - t0
-        if not _optimal(h):
-            return _failed(n, t0, f"coarse LP ({h.modelStatusToString(h.getModelStatus())})")
-        master = float(h.getInfo().objective_function_value) * scale + model.offset
-        pi = np.asarray(h.getSolution().row_dual)[:m] * scale
-        lower = max(lower, lagrangian_bound(ix, model, pi))
-        new = _price(ix, model, co, pi, in_master)
-        info.steps.append(f"{time.perf_counter() - t0:.1f}s master {master:.6g} "
-                          f"bound {lower:.6g} +{new.size}")
-        log.info("decomposition: %s", info.steps[-1])
-        if not new.size or master - lower <= CG_STOP * abs(master):
-            break
-        rest = left()
-        if rest is not None and rest - last_round < CG_RESERVE * (options.time_limit_s
-                                                                       or 0.0):
-            break  # another round would eat the time the dive and period LPs need
-        in_master[new] = True
-        co = _add_columns(h, model, co, new, scale)
-    info.coarse_seconds = time.perf_counter() - t0
-    y = model.cols["y"]
-    ycols = co.position(np.arange(y.start, y.stop)).astype(np.int32)
+    if not periods.solve(s, deadline):
+        return _failed(n, t0, "seed period LPs")
+    info.period_seconds += time.perf_counter() - ts
+    lower = lagrangian_bound(ix, model, periods.prices(
+        [[(1.0, periods.duals[t])] for t in range(ix.T)], m))
+    note(f"seed period LPs ({time.perf_counter() - ts:.1f}s), bound {lower:.6g}")
+    master.add_cuts(periods, s)
+    # LP phase: cuts at in-out points while training is fractional
     t1 = time.perf_counter()
-    vals = _dive(h, ix, model, ycols, left, info)
-    if vals is None:
-        return _failed(n, t0, "coarse LP while fixing training")
-    xc = np.asarray(h.getSolution().col_value)
-    info.steps.append(f"{time.perf_counter() - t0:.1f}s dive "
-                      f"{float(co.cost @ xc) + model.offset:.6g}")
-    tl = left()
-    reserve = PERIOD_RESERVE * (options.time_limit_s or 0.0)
-    # HiGHS's branch-and-bound re-solves the root from scratch and does not stop
-    # inside it: only when the master is quick compared with the time left
-    if ycols.size and (tl is None or tl - reserve > MIP_ROOT_FACTOR * first_solve):
-        vals, xc = _master_mip(h, co, ycols, vals, xc, None if tl is None else tl - reserve,
-                               options.gap, left, info)
-    info.fixed_seconds = time.perf_counter() - t1
-    info.steps.append(f"{time.perf_counter() - t0:.1f}s master with training fixed "
-                      f"{float(co.cost @ xc) + model.offset:.6g}")
-    x = _expand(ix, model, co, xc)
-    x[y.start:y.stop] = vals
+    best_lp = np.inf
+    core: FloatArray | None = None
+    chain = True
+    slowest = 0.0  # the slowest master LP solve, to judge if a branch-and-bound fits
+    for _ in range(MAX_ROUNDS):
+        tm = time.perf_counter()
+        if not master.solve(left()):
+            return _failed(n, t0, "master LP")
+        tm = time.perf_counter() - tm
+        slowest = max(slowest, tm)
+        lower = max(lower, master.value())
+        if np.isfinite(best_lp) and best_lp - lower <= LP_STOP * abs(best_lp):
+            break
+        tl = left()
+        if tl is not None and limit is not None and tl < (1 - LP_SHARE) * limit:
+            break
+        xnew = master.x()
+        xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
+        s = master.shift(xm)
+        ts = time.perf_counter()
+        ok = periods.solve(s, deadline, chain=chain)
+        info.period_seconds += time.perf_counter() - ts
+        chain = False
+        if not ok:
+            break
+        value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
+        if periods.slack.max() <= SLACK_TOL and value < best_lp:
+            best_lp, core = value, xm
+        master.add_cuts(periods, s)
+        note(f"LP round: bound {lower:.6g}, point {value:.6g}, best {best_lp:.6g} "
+             f"(master {tm:.1f}s, periods {time.perf_counter() - ts:.1f}s)")
+    if not master.solve(left()):
+        return _failed(n, t0, "master LP")
+    lower = max(lower, master.value())
+    lower = max(lower, lagrangian_bound(ix, model, periods.prices(master.weights(), m)))
+    info.lp_seconds = time.perf_counter() - t1
+    note(f"LP phase done: bound {lower:.6g}, best LP point {best_lp:.6g}")
+    # training: dive on the master, then cuts with training fixed; with time left, a
+    # branch-and-bound on the master (its cuts included) may find better options
     t2 = time.perf_counter()
-    x, dual, ok = _solve_periods(ix, model, x, options, deadline)
-    info.period_seconds = time.perf_counter() - t2
-    info.steps.append(f"{time.perf_counter() - t0:.1f}s period LPs "
-                      f"{'all solved' if ok else 'stopped by the time limit'}")
-    t3 = time.perf_counter()
-    if ok:
-        lower = max(lower, lagrangian_bound(ix, model, dual))
-    info.bound_seconds = time.perf_counter() - t3
+    vals = _dive(master, ix, model, left, info)
+    if vals is None:
+        return _failed(n, t0, "master LP while fixing training")
+    note(f"dive: master {master.value():.6g}")
+    best = _Best()
+
+    def fixed_rounds() -> None:
+        core: FloatArray | None = None
+        for _ in range(MAX_ROUNDS):
+            t_round = time.perf_counter()
+            xnew = master.x()
+            xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
+            s = master.shift(xm)
+            ts = time.perf_counter()
+            ok = periods.solve(s, deadline)
+            info.period_seconds += time.perf_counter() - ts
+            if not ok:
+                return
+            value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
+            if periods.slack.max() <= SLACK_TOL and value < best.value:
+                best.value, best.xm, core = value, xm, xm
+                best.x = np.zeros(n)
+                periods.fill(best.x)
+            master.add_cuts(periods, s)
+            if not master.solve(left()):
+                return
+            fixed_bound = master.value()
+            note(f"fixed round: master {fixed_bound:.6g}, point {value:.6g}, "
+                 f"best {best.value:.6g}")
+            if best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
+                return
+            tl = left()
+            if tl is not None and limit is not None and \
+                    tl < FIXED_RESERVE * limit + time.perf_counter() - t_round:
+                return  # another round would not end in time
+
+    fixed_rounds()
+    tl = left()
+    # HiGHS solves the root LP from scratch and does not stop inside it: only when the
+    # master LP is quick compared with the time left
+    if master.ny and best.xm is not None and \
+            (tl is None or tl > max(MIP_MIN_SECONDS, MIP_ROOT_FACTOR * slowest)):
+        mip_seconds = None if tl is None else MIP_SHARE * tl
+        found, mip_bound = _master_mip(master, best.xm[:master.ny], mip_seconds, options.gap)
+        if mip_bound is not None:
+            lower = max(lower, mip_bound)
+        note(f"master branch-and-bound: bound {mip_bound if mip_bound is not None else 0:.6g}, "
+             f"{'new training options' if found else 'nothing better'}")
+        if found:
+            fixed_rounds()
+    info.fixed_seconds = time.perf_counter() - t2
+    if best.xm is None or best.x is None:
+        return _failed(n, t0, "period LPs with training fixed")
+    xc = np.zeros(co.A.shape[1])
+    xc[master.cols] = best.xm
+    x = _expand(ix, model, co, xc)
+    period_cols = np.concatenate(periods.cols)
+    x[period_cols] = best.x[period_cols]
+    y = model.cols["y"]
+    x[y.start:y.stop] = np.round(x[y.start:y.stop])
     if violation(model, x) > FEASIBILITY_TOL:
         return _failed(n, t0, "assembled plan (constraint violated)")
     upper = float(model.objective @ x + model.offset)
     info.upper, info.lower = upper, lower
+    note(f"plan {upper:.6g}, bound {lower:.6g}")
     gap = max(upper - lower, 0.0) / max(abs(upper), 1.0) if np.isfinite(lower) else None
     seconds = time.perf_counter() - t0
     status = "optimal" if gap is not None and gap <= options.gap else "feasible"
@@ -567,27 +776,90 @@ def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
     return bound, Solution(status, x, upper, lower if np.isfinite(lower) else None, gap,
                            seconds)
 
+class _Room:
+    """Chips per pool and period left by the training options fixed so far."""
 
-def _dive(h: Any, ix: FleetIndex, model: Model, ycols: Any,
+    def __init__(self, ix: FleetIndex) -> None:
+        self.ix = ix
+        self.room = ix.capacity.copy()
+        self.gang = np.array([r.gang_chips for r in ix.fleet.training], dtype=np.float64)
+        R = len(ix.fleet.training)
+        self.order = np.argsort(ix.train_run, kind="stable")
+        self.bounds = np.searchsorted(ix.train_run[self.order], np.arange(R + 1))
+        self.chosen = np.full(R, -1, dtype=np.int64)
+
+    def options(self, r: int) -> IntArray:
+        out: IntArray = self.order[self.bounds[r]:self.bounds[r + 1]]
+        return out
+
+    def _span(self, o: int) -> tuple[int, slice, FloatArray]:
+        ix = self.ix
+        s0, d = int(ix.train_start[o]), int(ix.train_duration[o])
+        need = np.full(d, self.gang[ix.train_run[o]])
+        need[-1] *= ix.train_last_fraction[o]
+        return int(ix.train_pool[o]), slice(s0, s0 + d), need
+
+    def fits(self, o: int) -> bool:
+        p, span, need = self._span(o)
+        return bool((self.room[p, span] >= need - 1e-9).all())
+
+    def take(self, r: int, o: int) -> None:
+        p, span, need = self._span(o)
+        self.room[p, span] -= need
+        self.chosen[r] = o
+
+    def free(self, r: int) -> None:
+        p, span, need = self._span(int(self.chosen[r]))
+        self.room[p, span] += need
+        self.chosen[r] = -1
+
+    def n_fitting(self, runs: IntArray) -> IntArray:
+        return np.array([sum(self.fits(int(o)) for o in self.options(int(r))) for r in runs],
+                        dtype=np.int64)
+
+    def eject(self, r: int, preferred: IntArray) -> bool:
+        """Place run ``r``, which fits nowhere, by moving one placed run out of its way
+        to another option of its own that fits; True when done."""
+        ix = self.ix
+        for o in preferred:
+            p, span, _ = self._span(int(o))
+            placed = np.flatnonzero(self.chosen >= 0)
+            ch = self.chosen[placed]
+            s0, s1 = ix.train_start[ch], ix.train_start[ch] + ix.train_duration[ch]
+            blocking = placed[(ix.train_pool[ch] == p) & (s0 < span.stop) & (s1 > span.start)]
+            for other in blocking:
+                old = int(self.chosen[other])
+                self.free(int(other))
+                if self.fits(int(o)):
+                    self.take(r, int(o))
+                    for alt in self.options(int(other)):
+                        if alt != old and self.fits(int(alt)):
+                            self.take(int(other), int(alt))
+                            return True
+                    self.free(r)
+                self.take(int(other), old)
+        return False
+
+
+def _dive(master: _Master, ix: FleetIndex, model: Model,
           left: Callable[[], float | None], info: DecomposeInfo) -> FloatArray | None:
     """Fix training options by diving on the master LP (warm re-solves): runs the LP
-    already places whole are fixed there, else the most confident quarter of the rest
-    take their favourite option that fits; the LP is re-solved after each round.
+    already places whole are fixed there, else the most confident share of the rest
+    take their favourite option that fits (a run that fits nowhere moves a placed run
+    to another of its options); the LP is re-solved after each round.
     Returns the 0/1 values, with the master solved at them, or None."""
     y = model.cols["y"]
     cost = model.objective[y.start:y.stop]
     R = len(ix.fleet.training)
-    gang = np.array([r.gang_chips for r in ix.fleet.training], dtype=np.float64)
-    order = np.argsort(ix.train_run, kind="stable")
-    bounds = np.searchsorted(ix.train_run[order], np.arange(R + 1))
+    room = _Room(ix)
+    h = master.h
+    ycols = np.arange(master.ny, dtype=np.int32)
     lo, hi = np.zeros(ycols.size), np.ones(ycols.size)
     done = np.zeros(R, dtype=bool)
-    room = ix.capacity.copy()
     rounds = 0
     while not done.all():
         yv = np.asarray(h.getSolution().col_value)[ycols]
-        best = np.array([yv[order[bounds[r]:bounds[r + 1]]].max(initial=0.0)
-                         for r in range(R)])
+        best = np.array([yv[room.options(r)].max(initial=0.0) for r in range(R)])
         total = np.bincount(ix.train_run, weights=yv, minlength=R)
         whole = ~done & ((best >= 1 - 1e-6) | (total <= 1e-6))
         tl = left()
@@ -598,76 +870,69 @@ def _dive(h: Any, ix: FleetIndex, model: Model, ycols: Any,
         else:  # the runs with the fewest options left first, then the most confident
             free = np.flatnonzero(~done)
             k = max(1, int(np.ceil(DIVE_SHARE * free.size)))
-            fits = _fitting(ix, room, gang, free, order, bounds)
             pick = np.zeros(R, dtype=bool)
-            pick[free[np.lexsort((-best[free], fits))[:k]]] = True
+            pick[free[np.lexsort((-best[free], room.n_fitting(free)))[:k]]] = True
         chosen = np.flatnonzero(pick)
-        fits = _fitting(ix, room, gang, chosen, order, bounds)
-        for r in chosen[np.lexsort((-best[chosen], fits))]:
-            opts = order[bounds[r]:bounds[r + 1]]
+        for r in chosen[np.lexsort((-best[chosen], room.n_fitting(chosen)))]:
+            opts = room.options(int(r))
             done[r] = True
-            hi[opts] = 0.0
             if total[r] <= 1e-6:
                 continue  # the LP leaves it unscheduled
             liked = yv[opts] > 1e-6
-            for o in opts[np.lexsort((cost[opts], -np.where(liked, yv[opts], 0.0)))]:
-                p, s0, d = int(ix.train_pool[o]), int(ix.train_start[o]), int(ix.train_duration[o])
-                need = np.full(d, gang[r])
-                need[-1] *= ix.train_last_fraction[o]
-                if (room[p, s0:s0 + d] >= need - 1e-9).all():
-                    room[p, s0:s0 + d] -= need
-                    lo[o] = hi[o] = 1.0
+            ranked = opts[np.lexsort((cost[opts], -np.where(liked, yv[opts], 0.0)))]
+            for o in ranked:
+                if room.fits(int(o)):
+                    room.take(int(r), int(o))
                     break
+            else:
+                room.eject(int(r), ranked)
+        lo[:] = 0.0
+        placed = room.chosen[room.chosen >= 0]
+        lo[placed] = 1.0
+        hi = np.where(done[ix.train_run], lo, 1.0)
         h.changeColsBounds(ycols.size, ycols, lo, hi)
-        tl = left()
-        if tl is not None:
-            h.setOptionValue("time_limit", h.getRunTime() + max(tl, 1.0))
-        h.run()
         rounds += 1
-        if not _optimal(h):
+        if not master.solve(left()):
             return None
         info.steps.append(f"dive {rounds}: {int(done.sum())}/{R} runs fixed")
     return lo
 
 
-def _fitting(ix: FleetIndex, room: FloatArray, gang: FloatArray, runs: IntArray,
-             order: IntArray, bounds: IntArray) -> IntArray:
-    """Number of options of each run that still fit the chips left by placed runs."""
-    out = np.zeros(runs.size, dtype=np.int64)
-    for i, r in enumerate(runs):
-        for o in order[bounds[r]:bounds[r + 1]]:
-            p, s0, d = int(ix.train_pool[o]), int(ix.train_start[o]), int(ix.train_duration[o])
-            need = np.full(d, gang[r])
-            need[-1] *= ix.train_last_fraction[o]
-            out[i] += bool((room[p, s0:s0 + d] >= need - 1e-9).all())
-    return out
-
-
-def _master_mip(h: Any, co: _Coarse, ycols: Any, vals: FloatArray, xc: FloatArray,
-                seconds: float | None, gap: float, left: Callable[[], float | None],
-                info: DecomposeInfo) -> tuple[FloatArray, FloatArray]:
-    """A short branch-and-bound on the master for the training options, from the dive's
-    solution; returns the better of the two (values, master solution)."""
-    ones = np.ones(ycols.size)
-    h.changeColsBounds(ycols.size, ycols, 0.0 * ones, ones)
-    h.changeColsIntegrality(ycols.size, ycols, np.ones(ycols.size, dtype=np.uint8))
+def _master_mip(master: _Master, vals: FloatArray, seconds: float | None,
+                gap: float) -> tuple[bool, float | None]:
+    """HiGHS branch-and-bound on the master with training binary, started from the
+    current solution (training fixed at ``vals``). Afterwards training is fixed again,
+    at the branch-and-bound's options when they are cheaper in the master, and the
+    master LP re-solved. Returns (new options taken, a valid lower bound in USD)."""
+    h, ny = master.h, master.ny
+    ycols = np.arange(ny, dtype=np.int32)
+    start = highspy.HighsSolution()
+    start.col_value = np.asarray(h.getSolution().col_value)
+    start.value_valid = True
+    before = master.value()
+    h.changeColsBounds(ny, ycols, np.zeros(ny), np.ones(ny))
+    h.changeColsIntegrality(ny, ycols, np.ones(ny, dtype=np.uint8))
     h.setOptionValue("mip_rel_gap", float(gap) / 2)
     if seconds is not None:
         h.setOptionValue("time_limit", h.getRunTime() + max(seconds, 1.0))
-    start = highspy.HighsSolution()
-    start.col_value = xc
-    start.value_valid = True
     h.setSolution(start)
     h.run()
+    info = h.getInfo()
+    bound = None
+    if np.isfinite(info.mip_dual_bound) and h.getModelStatus() in (
+            highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
+        bound = float(info.mip_dual_bound) * master.scale + master.offset
     got = np.asarray(h.getSolution().col_value)
-    h.changeColsIntegrality(ycols.size, ycols, np.zeros(ycols.size, dtype=np.uint8))
-    better = got.size == xc.size and float(co.cost @ got) < float(co.cost @ xc) - 1e-9
-    info.steps.append(f"master MIP: {h.modelStatusToString(h.getModelStatus())}, "
-                      f"{'improved' if better else 'no improvement'}")
-    if not better or not _fixed_run(h, ycols, np.round(got[ycols]), left()):
-        h.changeColsBounds(ycols.size, ycols, vals, vals)  # keep the dive's solution
-        return vals, xc
-    return np.round(got[ycols]), np.asarray(h.getSolution().col_value)
+    better = got.size > ny and \
+        float(info.objective_function_value) * master.scale + master.offset < before - 1e-9
+    h.changeColsIntegrality(ny, ycols, np.zeros(ny, dtype=np.uint8))
+    new = np.round(got[:ny]) if better else vals
+    h.changeColsBounds(ny, ycols, new, new)
+    if not master.solve(seconds) and better:  # keep the dive's options then
+        h.changeColsBounds(ny, ycols, vals, vals)
+        master.solve(None)
+        better = False
+    return better, bound
 
 
 def violation(model: Model, x: FloatArray) -> float:
@@ -677,14 +942,6 @@ def violation(model: Model, x: FloatArray) -> float:
     rows = np.maximum(model.row_lo - r, 0.0) + np.maximum(r - model.row_hi, 0.0)
     cols = np.maximum(model.col_lo - x, 0.0) + np.maximum(x - model.col_hi, 0.0)
     return float(max((rows / size).max(initial=0.0), cols.max(initial=0.0)))
-
-
-def _fixed_run(h: Any, cols: Any, vals: FloatArray, left: float | None) -> bool:
-    h.changeColsBounds(cols.size, cols, vals, vals)
-    if left is not None:
-        h.setOptionValue("time_limit", h.getRunTime() + max(left, 1.0))
-    h.run()
-    return _optimal(h)
 
 
 def _failed(n: int, t0: float, what: str) -> tuple[Solution, Solution]:

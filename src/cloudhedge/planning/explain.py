@@ -22,6 +22,7 @@ from cloudhedge.core.errors import Conflict
 from cloudhedge.core.models import Fleet
 from cloudhedge.core.plan import BindingConstraint, HedgeCost, ShadowPrice
 from cloudhedge.planning.build import Block, Model, ModelBuilder
+from cloudhedge.planning.decompose import solve_decomposed, use_decomposition
 from cloudhedge.planning.index import FleetIndex, FloatArray, PolicySwitches, build_index
 from cloudhedge.planning.solve import Solution, SolveOptions, solve
 from cloudhedge.planning.warmstart import solve_warm
@@ -81,17 +82,23 @@ def policy_refs(fleet: Fleet) -> list[PolicyRef]:
 
 
 def hedge_costs(fleet: Fleet, objective: float, options: SolveOptions,
-                bound: float | None = None) -> list[HedgeCost]:
+                bound: float | None = None, decompose: bool | None = None) -> list[HedgeCost]:
     """Re-solve without each policy in turn: the difference is what the policy costs.
 
     Both solves stop at the MIP gap, so the difference is known only to within the
     sum of the two gaps (``uncertainty_usd``); the text says so when that matters.
+    ``decompose`` is the plan's own choice (``PlanOptions.decompose``): each re-solve
+    takes the path the plan took.
     """
     own_gap = objective - bound if bound is not None else 0.0
     out: list[HedgeCost] = []
     for ref in policy_refs(fleet):
         ix = build_index(fleet, ref.switches)
-        _, sol = solve_warm(ix, ModelBuilder(ix).build(), options)
+        model = ModelBuilder(ix).build()
+        if use_decomposition(model, decompose):  # the path the plan itself took
+            _, sol = solve_decomposed(ix, model, options)
+        else:
+            _, sol = solve_warm(ix, model, options)
         if not sol.has_solution or sol.objective is None:
             out.append(HedgeCost(policy=ref.id, description=ref.description, cost_usd=None,
                                  status=sol.status,

@@ -121,7 +121,8 @@ def make_plan(fleet: Fleet, options: PlanOptions | None = None, *,
         hopts = SolveOptions(time_limit_s=options.hedge_time_limit_s
                              or options.solve.time_limit_s, gap=min(options.solve.gap, 0.001),
                              threads=options.solve.threads)
-        hedges = explain.hedge_costs(fleet, sol.objective, hopts, sol.mip_bound)
+        hedges = explain.hedge_costs(fleet, sol.objective, hopts, sol.mip_bound,
+                                     options.decompose)
     prices: list[ShadowPrice] = explain.shadow_prices(ix, model, fixed, d.use) \
         if fixed is not None and fixed.has_solution else []
     bind: list[BindingConstraint] = explain.binding(ix, model, sol.x, dual)

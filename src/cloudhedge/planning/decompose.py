@@ -506,8 +506,10 @@ class _Master:
     aggregated by class, and per period ``theta_t``, the largest of the cuts
     ``theta_t >= Q_t(s') - g'(s - s')`` found so far (``s``: the linking columns'
     activity in the rows of period ``t``; ``g``: the period LP's row duals at
-    ``s'``). Capacity rows keep the linking columns inside each pool, so every
-    master point leaves the period LPs feasible up to the elastic rows."""
+    ``s'``). Capacity bounds ``r`` (the linking columns' chips in each pool), so every
+    master point leaves the period LPs feasible up to the elastic rows. ``theta_t``
+    is at least 0 when no period column has a negative cost (else unbounded below;
+    the seed's cuts bound it before the first solve)."""
 
     def __init__(self, ix: FleetIndex, model: Model, co: _Coarse, periods: _PeriodLPs,
                  options: SolveOptions) -> None:
@@ -551,9 +553,12 @@ class _Master:
         self.cost = co.cost[self.cols]
         self.scale = objective_scale(self.cost)
         self.offset = model.offset
+        period_cols = np.concatenate(periods.cols)
+        theta_lo = 0.0 if (model.objective[period_cols] >= 0).all() else -np.inf
         self.h = _lp_highs(options, options.time_limit_s)
         _pass_lp(self.h, A, np.concatenate([self.cost, np.zeros(nr), np.ones(T)]),
-                 np.concatenate([co.lo[self.cols], np.full(nr, -np.inf), np.zeros(T)]),
+                 np.concatenate([co.lo[self.cols], np.full(nr, -np.inf),
+                                 np.full(T, theta_lo)]),
                  np.concatenate([co.hi[self.cols], r_hi, np.full(T, np.inf)]),
                  np.concatenate([co.rlo[inner], np.zeros(nr)]),
                  np.concatenate([co.rhi[inner], np.zeros(nr)]), self.scale)

@@ -22,7 +22,7 @@ Benders decomposition:
 3. **Master** (:class:`_Master`): training options, batch classes, ``r`` (the linking
    columns' activity, capacity as its bound) and per period ``theta_t`` above every
    cut so far. Its optimum is a lower bound; each round evaluates the period LPs at a
-   point between the master's solution and the best point so far (in-out
+   point between the best point so far and the master's solution (in-out
    stabilisation), which gives a plan value (with training still fractional) and new
    cuts. This LP phase stops when the bound is within 0.2% of the best point, or
    when 70% of the time limit is spent.
@@ -473,7 +473,7 @@ def _clip(pi: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
 # -------------------------------------------------------------------- driver
 ELASTIC_FACTOR = 100.0
 """Price of a chip of elastic slack on a cap or budget row, in dearest inference chips."""
-IN_OUT = 0.5
+IN_OUT = 0.3
 """Separation point: this share of the master's solution, the rest of the best point."""
 LP_SHARE = 0.7
 """Share of the time limit for the LP phase (cuts with training fractional)."""

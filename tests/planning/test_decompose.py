@@ -7,8 +7,9 @@ import pytest
 
 from cloudhedge.planning import decompose
 from cloudhedge.planning.build import ModelBuilder
+from cloudhedge.planning.dive import Room
 from cloudhedge.planning.generate import generate_fleet
-from cloudhedge.planning.index import build_index
+from cloudhedge.planning.index import FleetIndex, build_index
 from cloudhedge.planning.planner import PlanOptions, make_plan
 from cloudhedge.planning.solve import SolveOptions, solve
 
@@ -136,33 +137,33 @@ def test_cuts_never_overestimate_a_period() -> None:
         periods.close()
 
 
-def test_a_run_that_fits_nowhere_moves_a_placed_run() -> None:
-    ix = build_index(generate_fleet(40, 24, 8, seed=1))
-    room = decompose._Room(ix)
+def _blocked_pair(ix: FleetIndex, room: Room) -> tuple[int, int, int, int, int] | None:
+    """Runs a and b, an option oa of a and ob of b on one pool p at overlapping
+    times, and an option of b on a pool where a has none: (a, b, p, ob, that pool)."""
     pool, start, dur = ix.train_pool, ix.train_start, ix.train_duration
     R = len(ix.fleet.training)
     for a in range(R):
+        a_pools = set(pool[room.options(a)].tolist())
         for b in range(R):
             if a == b:
                 continue
-            for oa in room.options(a):
-                p = pool[oa]
-                blockers = [ob for ob in room.options(b) if pool[ob] == p
-                            and start[ob] < start[oa] + dur[oa]
-                            and start[oa] < start[ob] + dur[ob]]
-                alts = [o for o in room.options(b) if pool[o] != p
-                        and pool[o] not in set(pool[room.options(a)].tolist())]
-                if blockers and alts:
-                    break
-            else:
+            alts = [o for o in room.options(b) if pool[o] not in a_pools]
+            if not alts:
                 continue
-            break
-        else:
-            continue
-        break
-    else:
-        pytest.skip("no pair of runs sharing a pool in this fleet")
-    ob, q = blockers[0], pool[alts[0]]
+            for oa in room.options(a):
+                for ob in room.options(b):
+                    if pool[ob] == pool[oa] and start[ob] < start[oa] + dur[oa] \
+                            and start[oa] < start[ob] + dur[ob]:
+                        return a, b, int(pool[oa]), int(ob), int(pool[alts[0]])
+    return None
+
+
+def test_a_run_that_fits_nowhere_moves_a_placed_run() -> None:
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    room = Room(ix)
+    found = _blocked_pair(ix, room)
+    assert found is not None, "the fleet should have two runs that can share a pool"
+    a, b, p, ob, q = found
     room.room[:] = 0.0
     room.room[p] = max(room.gang[a], room.gang[b])  # one of the two runs at a time
     room.room[q] = ix.capacity[q]

@@ -46,7 +46,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +55,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloudhedge.planning.build import Model
+from cloudhedge.planning.dive import dive
 from cloudhedge.planning.index import FleetIndex, FloatArray, IntArray
+from cloudhedge.planning.lagrangian import LINK_ROWS, lagrangian_bound
 from cloudhedge.planning.solve import (
     Solution,
     SolveOptions,
@@ -67,7 +68,6 @@ from cloudhedge.planning.solve import (
 log = logging.getLogger(__name__)
 
 LINK_COLS = ("y", "z", "b", "ub")
-LINK_ROWS = ("train", "batch")
 DECOMPOSE_MIN_COLUMNS = 250_000
 """Models with at least this many columns are planned by decomposition (when it applies)."""
 
@@ -152,8 +152,6 @@ class _Coarse:
     rhi: FloatArray
     keep: IntArray  # full-model column of each kept column (the first len(keep))
     B_rep: IntArray  # a representative b column per B column
-    B_class: IntArray
-    B_t: IntArray
     h_job: IntArray
     h_t: IntArray
     job_class: IntArray
@@ -239,7 +237,7 @@ def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
     hi = np.concatenate([model.col_hi[keep], np.full(B_rep.size + nh, np.inf)])
     rlo = np.concatenate([model.row_lo, np.zeros(nclass * T)])
     rhi = np.concatenate([model.row_hi, np.zeros(nclass * T)])
-    return _Coarse(Ac, cost, lo, hi, rlo, rhi, keep, B_rep, B_class, B_t, h_job, h_t,
+    return _Coarse(Ac, cost, lo, hi, rlo, rhi, keep, B_rep, h_job, h_t,
                    job_class, b_B)
 
 
@@ -399,77 +397,6 @@ class _PeriodLPs:
         self.pool.shutdown(wait=True)
         self.h = [None] * self.T
 
-# ------------------------------------------------------------- lower bound
-def _implied_upper(ix: FleetIndex, model: Model) -> FloatArray:
-    """Column upper bounds implied by capacity (every feasible plan respects them)."""
-    hi = model.col_hi.copy()
-    cap = ix.capacity.ravel()
-    U = model.U.tocsc()
-    n = U.shape[1]
-    cnt = np.diff(U.indptr)
-    has = np.flatnonzero(cnt > 0)
-    ratio = np.where(U.data > 0, cap[U.indices] / np.maximum(U.data, 1e-300), np.inf)
-    if has.size:
-        mins = np.minimum.reduceat(ratio, U.indptr[has])
-        hi[has] = np.minimum(hi[has], mins)
-    del n
-    T = ix.T
-    use = model.cols["use"]
-    hi[use.start:use.stop] = np.minimum(hi[use.start:use.stop], cap)
-    covered = np.flatnonzero(ix.contract_of_pool >= 0)
-    ccap = ix.capacity[covered].ravel() if covered.size else np.zeros(0)
-    for name in ("cov", "over"):
-        blk = model.cols[name]
-        if blk.size == covered.size * T:
-            hi[blk.start:blk.stop] = np.minimum(hi[blk.start:blk.stop], ccap)
-    return hi
-
-
-def lagrangian_bound(ix: FleetIndex, model: Model, dual: FloatArray) -> float:
-    """A valid lower bound on the model's optimum from row prices of the period rows.
-
-    Linking rows (training, batch) take the best multiplier given the others; every
-    row price is clipped to the sign that keeps its term finite."""
-    A = model.A
-    obj = model.objective
-    pi = dual.copy()
-    link_rows = np.concatenate([np.arange(model.rows[r].start, model.rows[r].stop)
-                                for r in LINK_ROWS if r in model.rows])
-    pi[link_rows] = 0.0
-    pi = _clip(pi, model.row_lo, model.row_hi)
-    d0 = obj - A.T @ pi
-    if link_rows.size:
-        L = A[link_rows].tocsr()
-        nz = np.diff(L.indptr) > 0
-        ratio = d0[L.indices] / np.where(L.data != 0, L.data, 1.0)
-        lam = np.zeros(link_rows.size)
-        starts = L.indptr[:-1][nz]
-        if starts.size:
-            lam[nz] = np.minimum.reduceat(ratio, starts)
-        pi[link_rows] = lam
-        pi = _clip(pi, model.row_lo, model.row_hi)
-    d = obj - A.T @ pi
-    hi = _implied_upper(ix, model)
-    lo = model.col_lo
-    col_term = np.where(d >= 0, d * np.where(np.isfinite(lo), lo, 0.0), 0.0)
-    neg = d < 0
-    if (neg & ~np.isfinite(hi)).any() or ((d[~neg] > 0).any() and \
-            not np.isfinite(lo[~neg][d[~neg] > 0]).all()):
-        return -np.inf
-    col_term = np.where(neg, d * np.where(np.isfinite(hi), hi, 0.0), col_term)
-    row_term = np.where(pi > 0, pi * np.where(np.isfinite(model.row_lo), model.row_lo, 0.0),
-                        pi * np.where(np.isfinite(model.row_hi), model.row_hi, 0.0))
-    return float(col_term.sum() + row_term.sum() + model.offset)
-
-
-def _clip(pi: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
-    """Row prices whose term min(pi * r) over r in [lo, hi] is finite."""
-    out = pi.copy()
-    out[(out > 0) & ~np.isfinite(lo)] = 0.0
-    out[(out < 0) & ~np.isfinite(hi)] = 0.0
-    return out
-
-
 # -------------------------------------------------------------------- driver
 ELASTIC_FACTOR = 100.0
 """Price of a chip of elastic slack on a cap or budget row, in dearest inference chips."""
@@ -483,12 +410,6 @@ MAX_ROUNDS = 200
 """Most Benders rounds in each phase."""
 FIXED_RESERVE = 0.05
 """Share of the time limit left unused after the last round with training fixed."""
-DIVE_ROUNDS = 20
-"""Master re-solves while fixing training; then the rest is rounded at once."""
-DIVE_SHARE = 0.2
-"""Share of the unfixed training runs fixed per dive round."""
-DIVE_MIN_SECONDS = 10.0
-"""Below this much time left, the dive rounds the rest at once."""
 FEASIBILITY_TOL = 1e-6
 """Largest relative violation accepted in the assembled plan (else the path fails)."""
 SLACK_TOL = 1e-6
@@ -708,7 +629,7 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
     # training: dive on the master, then cuts with training fixed; with time left, a
     # branch-and-bound on the master (its cuts included) may find better options
     t2 = time.perf_counter()
-    vals = _dive(master, ix, model, left, info)
+    vals = dive(master, ix, model, left, info.steps)
     if vals is None:
         return _failed(n, t0, "master LP while fixing training")
     note(f"dive: master {master.value():.6g}")
@@ -780,128 +701,6 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
                      lower if np.isfinite(lower) else None, None, None, seconds)
     return bound, Solution(status, x, upper, lower if np.isfinite(lower) else None, gap,
                            seconds)
-
-class _Room:
-    """Chips per pool and period left by the training options fixed so far."""
-
-    def __init__(self, ix: FleetIndex) -> None:
-        self.ix = ix
-        self.room = ix.capacity.copy()
-        self.gang = np.array([r.gang_chips for r in ix.fleet.training], dtype=np.float64)
-        R = len(ix.fleet.training)
-        self.order = np.argsort(ix.train_run, kind="stable")
-        self.bounds = np.searchsorted(ix.train_run[self.order], np.arange(R + 1))
-        self.chosen = np.full(R, -1, dtype=np.int64)
-
-    def options(self, r: int) -> IntArray:
-        out: IntArray = self.order[self.bounds[r]:self.bounds[r + 1]]
-        return out
-
-    def _span(self, o: int) -> tuple[int, slice, FloatArray]:
-        ix = self.ix
-        s0, d = int(ix.train_start[o]), int(ix.train_duration[o])
-        need = np.full(d, self.gang[ix.train_run[o]])
-        need[-1] *= ix.train_last_fraction[o]
-        return int(ix.train_pool[o]), slice(s0, s0 + d), need
-
-    def fits(self, o: int) -> bool:
-        p, span, need = self._span(o)
-        return bool((self.room[p, span] >= need - 1e-9).all())
-
-    def take(self, r: int, o: int) -> None:
-        p, span, need = self._span(o)
-        self.room[p, span] -= need
-        self.chosen[r] = o
-
-    def free(self, r: int) -> None:
-        p, span, need = self._span(int(self.chosen[r]))
-        self.room[p, span] += need
-        self.chosen[r] = -1
-
-    def n_fitting(self, runs: IntArray) -> IntArray:
-        return np.array([sum(self.fits(int(o)) for o in self.options(int(r))) for r in runs],
-                        dtype=np.int64)
-
-    def eject(self, r: int, preferred: IntArray) -> bool:
-        """Place run ``r``, which fits nowhere, by moving one placed run out of its way
-        to another option of its own that fits; True when done."""
-        ix = self.ix
-        for o in preferred:
-            p, span, _ = self._span(int(o))
-            placed = np.flatnonzero(self.chosen >= 0)
-            ch = self.chosen[placed]
-            s0, s1 = ix.train_start[ch], ix.train_start[ch] + ix.train_duration[ch]
-            blocking = placed[(ix.train_pool[ch] == p) & (s0 < span.stop) & (s1 > span.start)]
-            for other in blocking:
-                old = int(self.chosen[other])
-                self.free(int(other))
-                if self.fits(int(o)):
-                    self.take(r, int(o))
-                    for alt in self.options(int(other)):
-                        if alt != old and self.fits(int(alt)):
-                            self.take(int(other), int(alt))
-                            return True
-                    self.free(r)
-                self.take(int(other), old)
-        return False
-
-
-def _dive(master: _Master, ix: FleetIndex, model: Model,
-          left: Callable[[], float | None], info: DecomposeInfo) -> FloatArray | None:
-    """Fix training options by diving on the master LP (warm re-solves): runs the LP
-    already places whole are fixed there, else the most confident share of the rest
-    take their favourite option that fits (a run that fits nowhere moves a placed run
-    to another of its options); the LP is re-solved after each round.
-    Returns the 0/1 values, with the master solved at them, or None."""
-    y = model.cols["y"]
-    cost = model.objective[y.start:y.stop]
-    R = len(ix.fleet.training)
-    room = _Room(ix)
-    h = master.h
-    ycols = np.arange(master.ny, dtype=np.int32)
-    lo, hi = np.zeros(ycols.size), np.ones(ycols.size)
-    done = np.zeros(R, dtype=bool)
-    rounds = 0
-    while not done.all():
-        yv = np.asarray(h.getSolution().col_value)[ycols]
-        best = np.array([yv[room.options(r)].max(initial=0.0) for r in range(R)])
-        total = np.bincount(ix.train_run, weights=yv, minlength=R)
-        whole = ~done & ((best >= 1 - 1e-6) | (total <= 1e-6))
-        tl = left()
-        if rounds >= DIVE_ROUNDS or (tl is not None and tl < DIVE_MIN_SECONDS):
-            pick = ~done  # out of rounds or time: round the rest at once
-        elif whole.any():
-            pick = whole
-        else:  # the runs with the fewest options left first, then the most confident
-            free = np.flatnonzero(~done)
-            k = max(1, int(np.ceil(DIVE_SHARE * free.size)))
-            pick = np.zeros(R, dtype=bool)
-            pick[free[np.lexsort((-best[free], room.n_fitting(free)))[:k]]] = True
-        chosen = np.flatnonzero(pick)
-        for r in chosen[np.lexsort((-best[chosen], room.n_fitting(chosen)))]:
-            opts = room.options(int(r))
-            done[r] = True
-            if total[r] <= 1e-6:
-                continue  # the LP leaves it unscheduled
-            liked = yv[opts] > 1e-6
-            ranked = opts[np.lexsort((cost[opts], -np.where(liked, yv[opts], 0.0)))]
-            for o in ranked:
-                if room.fits(int(o)):
-                    room.take(int(r), int(o))
-                    break
-            else:
-                room.eject(int(r), ranked)
-        lo[:] = 0.0
-        placed = room.chosen[room.chosen >= 0]
-        lo[placed] = 1.0
-        hi = np.where(done[ix.train_run], lo, 1.0)
-        h.changeColsBounds(ycols.size, ycols, lo, hi)
-        rounds += 1
-        if not master.solve(left()):
-            return None
-        info.steps.append(f"dive {rounds}: {int(done.sum())}/{R} runs fixed")
-    return lo
-
 
 def _master_mip(master: _Master, vals: FloatArray, seconds: float | None,
                 gap: float) -> tuple[bool, float | None]:

@@ -531,22 +531,29 @@ class AwsProvider:
 
     async def get(self, instance_id: str) -> Instance:
         await self._refresh()
-        for gang in self._gangs.values():
-            if gang.instance is not None and gang.instance.id == instance_id:
-                return gang.instance
+        gang = self._known_gang(instance_id)
+        if gang is not None and gang.instance is not None:
+            return gang.instance
         raise NotFound(f"no instance {instance_id!r}", scope=Scope.of_provider(self._name))
 
     async def list_instances(self) -> list[Instance]:
         await self._refresh()
         return [g.instance for g in self._gangs.values() if g.instance is not None]
 
-    async def terminate(self, instance_id: str) -> None:
-        gang = next((g for g in self._gangs.values()
+    def _known_gang(self, instance_id: str) -> _Gang | None:
+        return next((g for g in self._gangs.values()
                      if g.instance is not None and g.instance.id == instance_id), None)
+
+    async def _gang_of(self, instance_id: str) -> _Gang | None:
+        """The gang behind ``instance_id``, looked up again after a refresh if unknown."""
+        gang = self._known_gang(instance_id)
         if gang is None:
             await self._refresh()
-            gang = next((g for g in self._gangs.values()
-                         if g.instance is not None and g.instance.id == instance_id), None)
+            gang = self._known_gang(instance_id)
+        return gang
+
+    async def terminate(self, instance_id: str) -> None:
+        gang = await self._gang_of(instance_id)
         if gang is None:
             return  # unknown: nothing to do
         ids = sorted(gang.machines)
@@ -561,12 +568,7 @@ class AwsProvider:
     async def logs(self, instance_id: str, *, tail_lines: int = 200) -> str:
         """The tail of the console output of the gang's first machine (EC2 keeps the
         latest 64 KB; "" until the machine has written any)."""
-        gang = next((g for g in self._gangs.values()
-                     if g.instance is not None and g.instance.id == instance_id), None)
-        if gang is None:
-            await self._refresh()
-            gang = next((g for g in self._gangs.values()
-                         if g.instance is not None and g.instance.id == instance_id), None)
+        gang = await self._gang_of(instance_id)
         if gang is None:
             raise NotFound(f"no instance {instance_id!r}", scope=Scope.of_provider(self._name))
         answer = await self._call(gang.region, lambda ec2: ec2.get_console_output(

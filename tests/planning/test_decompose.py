@@ -25,9 +25,18 @@ def _feasible(model: decompose.Model, x: np.ndarray) -> None:
     assert np.allclose(x[ints], np.round(x[ints]))
 
 
+@pytest.fixture(params=["batch in master", "batch in periods"])
+def batch_out(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both places for the batch classes: the master (smaller fleets) or the period
+    LPs (from ``BATCH_OUT_MIN_COLUMNS`` model columns)."""
+    out = request.param == "batch in periods"
+    monkeypatch.setattr(decompose, "BATCH_OUT_MIN_COLUMNS", 0 if out else 10**12)
+    return out
+
+
 @pytest.mark.parametrize("size", [(30, 20, 6, 0), (40, 24, 8, 1), (60, 24, 6, 2)])
 def test_decomposition_is_feasible_and_brackets_the_optimum(
-        size: tuple[int, int, int, int]) -> None:
+        size: tuple[int, int, int, int], batch_out: bool) -> None:
     w, p, t, seed = size
     ix = build_index(generate_fleet(w, p, t, seed=seed))
     model = ModelBuilder(ix).build()
@@ -96,7 +105,7 @@ def test_master_is_seeded_from_the_period_lps() -> None:
     assert sol.mip_bound <= exact.objective * (1 + 1e-7) <= sol.objective * (1 + 2e-7)
 
 
-def test_bound_reaches_the_lp_relaxation() -> None:
+def test_bound_reaches_the_lp_relaxation(batch_out: bool) -> None:
     """Without a time limit the LP phase runs until its bound is within 0.2% of a
     plan with training fractional, so the bound is at least that close to the LP
     optimum (and the branch-and-bound on the master may raise it further)."""
@@ -108,17 +117,19 @@ def test_bound_reaches_the_lp_relaxation() -> None:
     assert sol.mip_bound >= lp.objective * (1 - 0.0025)
 
 
-def test_cuts_never_overestimate_a_period() -> None:
+@pytest.mark.parametrize("out", [False, True])
+def test_cuts_never_overestimate_a_period(out: bool) -> None:
     """Q_t is convex in what the linking columns take from period t, and the period
     LP's row duals are a subgradient: a cut made at one point stays below Q_t at
     another (the sign conventions of HiGHS's duals are what this checks)."""
     ix = build_index(generate_fleet(40, 24, 8, seed=1))
     model = ModelBuilder(ix).build()
     options = SolveOptions()
-    periods = decompose._PeriodLPs(ix, model, options)
+    co = decompose._coarse(ix, model)
+    co.batch_in_master = not out
+    periods = decompose._PeriodLPs(ix, model, co, options)
     try:
-        master = decompose._Master(ix, model, decompose._coarse(ix, model), periods,
-                                   options)
+        master = decompose._Master(ix, model, co, periods, options)
         s0 = master.shift(np.zeros(master.n))
         assert periods.solve(s0, None)
         q0, g0 = periods.values.copy(), [g.copy() for g in periods.duals]
@@ -130,6 +141,15 @@ def test_cuts_never_overestimate_a_period() -> None:
         for t, rows in enumerate(periods.rows):
             cut = q0[t] - g0[t] @ (s1[rows] - s0[rows])
             assert periods.values[t] >= cut - 1e-6 * max(1.0, abs(cut))
+        # shared cuts: one period's duals bound every period, and are tight at home
+        Y, K = periods.constants(np.column_stack(g0))
+        assert np.isfinite(K).sum() >= ix.T * (ix.T - 1)
+        for k in range(ix.T):
+            assert K[k, k] == pytest.approx(q0[k] - g0[k] @ s0[periods.rows[k]], rel=1e-6)
+            for t, rows in enumerate(periods.rows):
+                if np.isfinite(K[k, t]):
+                    cut = K[k, t] - Y[:, k] @ s1[rows]
+                    assert periods.values[t] >= cut - 1e-6 * max(1.0, abs(cut))
         # the master's value is a lower bound: theta_t sits on the cuts
         assert master.value() <= float(master.cost @ master.x()) + periods.values.sum() \
             + model.offset + 1e-6 * abs(master.value())
@@ -172,3 +192,26 @@ def test_a_run_that_fits_nowhere_moves_a_placed_run() -> None:
     assert room.eject(a, room.options(a))
     assert room.chosen[a] >= 0 and room.chosen[b] >= 0 and room.chosen[b] != ob
     assert (room.room >= -1e-9).all()
+
+
+def test_room_rows_keep_batch_placeable() -> None:
+    """With batch in the period LPs the master only decides each job's work per
+    period; its room rows (Hall's condition per set of batch classes) make sure the
+    period LPs can place that work without elastic slack."""
+    ix = build_index(generate_fleet(60, 24, 6, seed=2))
+    model = ModelBuilder(ix).build()
+    options = SolveOptions()
+    co = decompose._coarse(ix, model)
+    co.batch_in_master = False
+    periods = decompose._PeriodLPs(ix, model, co, options)
+    try:
+        master = decompose._Master(ix, model, co, periods, options)
+        assert master.room_in  # the single classes' rows from the start
+        # no cut prices batch yet: the master puts every job's work where it likes
+        assert master.solve(None)
+        x = master.x()
+        assert x[master.n - master.nh:].sum() > 0.0
+        assert periods.solve(master.shift(x), None)
+        assert periods.slack.max() <= decompose.SLACK_TOL
+    finally:
+        periods.close()

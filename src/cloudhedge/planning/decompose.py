@@ -57,7 +57,7 @@ import scipy.sparse as sp
 from cloudhedge.planning.build import Model
 from cloudhedge.planning.dive import dive
 from cloudhedge.planning.index import FleetIndex, FloatArray, IntArray
-from cloudhedge.planning.lagrangian import LINK_ROWS, lagrangian_bound
+from cloudhedge.planning.lagrangian import LINK_ROWS, implied_upper, lagrangian_bound
 from cloudhedge.planning.solve import (
     Solution,
     SolveOptions,
@@ -151,11 +151,16 @@ class _Coarse:
     rlo: FloatArray
     rhi: FloatArray
     keep: IntArray  # full-model column of each kept column (the first len(keep))
-    B_rep: IntArray  # a representative b column per B column
+    B_rep: IntArray  # a representative b column per B column (-1: none, fixed at 0)
+    B_t: IntArray  # period of each B column
+    B_class: IntArray
+    B_pool: IntArray
+    B_coef: FloatArray  # reference chip-hours done per chip-hour
     h_job: IntArray
     h_t: IntArray
     job_class: IntArray
     b_B: IntArray  # B column of each b column (relative to the b block)
+    batch_in_master: bool = True  # else batch classes' columns are in the period LPs
 
     @property
     def nk(self) -> int:
@@ -168,13 +173,12 @@ class _Coarse:
 
 
 def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
-    """The model without inference pairs and with batch aggregated by class."""
+    """The model with batch aggregated by class (rows ``m + class * T + t`` tie each
+    class's chip-hours in a period to its jobs' ``h``)."""
     T = ix.T
     n = model.A.shape[1]
     m = model.A.shape[0]
     keep_mask = np.ones(n, dtype=bool)
-    x = model.cols["x"]
-    keep_mask[x.start:x.stop] = False
     b = model.cols["b"]
     keep_mask[b.start:b.stop] = False
     keep = np.flatnonzero(keep_mask)
@@ -200,9 +204,17 @@ def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
     bpool = ix.batch_pool[pair]
     P = len(ix.pools)
     ckey = (job_class[bjob] * P + bpool) * T + bt
-    ukeys, first, b_B = np.unique(ckey, return_index=True, return_inverse=True)
-    B_rep = b.start + first
+    rkeys, first, b_real = np.unique(ckey, return_index=True, return_inverse=True)
+    # every (class, pool) gets a column in every period, the absent ones fixed at 0:
+    # then all period LPs share one column layout and a basis carries over
+    ukeys = (np.unique(rkeys // T)[:, None] * T + np.arange(T)[None, :]).ravel()
+    slot = np.searchsorted(ukeys, rkeys)
+    b_B = slot[b_real]
+    nB = ukeys.size
+    B_rep = np.full(nB, -1, dtype=np.int64)
+    B_rep[slot] = b.start + first
     B_class = ukeys // (P * T)
+    B_pool = (ukeys // T) % P
     B_t = ukeys % T
     # h columns: job x window period
     hspan = we - ws + 1
@@ -212,18 +224,18 @@ def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
     A = model.A
     brow = model.rows["batch"]
     Ak = A[:, keep]
-    Ab = A[:, B_rep].tocoo()
+    Ab = A[:, b.start + first].tocoo()
     in_batch = (Ab.row >= brow.start) & (Ab.row < brow.stop)
-    coef = np.zeros(B_rep.size)
-    coef[Ab.col[in_batch]] = Ab.data[in_batch]
-    nb_rows = Ab.row[~in_batch]
-    nb_cols = Ab.col[~in_batch]
-    nb_vals = Ab.data[~in_batch]
-    cp_rows = m + B_class * T + B_t
-    AB = sp.csc_matrix((np.concatenate([nb_vals, coef]),
-                        (np.concatenate([nb_rows, cp_rows]),
-                         np.concatenate([nb_cols, np.arange(B_rep.size)]))),
-                       shape=(m + nclass * T, B_rep.size))
+    coef = np.ones(nB)  # chip-hours done per chip-hour (1 for the absent ones)
+    coef[slot[Ab.col[in_batch]]] = Ab.data[in_batch]
+    pad = np.flatnonzero(B_rep < 0)
+    pu = model.rows["pool_use"]
+    AB = sp.csc_matrix(
+        (np.concatenate([Ab.data[~in_batch], np.ones(pad.size), coef]),
+         (np.concatenate([Ab.row[~in_batch], pu.start + B_pool[pad] * T + B_t[pad],
+                          m + B_class * T + B_t]),
+          np.concatenate([slot[Ab.col[~in_batch]], pad, np.arange(nB)]))),
+        shape=(m + nclass * T, nB))
     nh = h_job.size
     AH = sp.csc_matrix((np.concatenate([np.ones(nh), -np.ones(nh)]),
                         (np.concatenate([brow.start + h_job, m + job_class[h_job] * T + h_t]),
@@ -232,13 +244,16 @@ def _coarse(ix: FleetIndex, model: Model) -> _Coarse:
     Ak.resize((m + nclass * T, keep.size))
     Ac = sp.hstack([Ak, AB, AH], format="csc")
     obj = model.objective
-    cost = np.concatenate([obj[keep], obj[B_rep], np.zeros(nh)])
-    lo = np.concatenate([model.col_lo[keep], np.zeros(B_rep.size + nh)])
-    hi = np.concatenate([model.col_hi[keep], np.full(B_rep.size + nh, np.inf)])
+    real = B_rep >= 0
+    cost = np.concatenate([obj[keep], np.where(real, obj[np.maximum(B_rep, 0)], 0.0),
+                           np.zeros(nh)])
+    lo = np.concatenate([model.col_lo[keep], np.zeros(nB + nh)])
+    hi = np.concatenate([model.col_hi[keep], np.where(real, np.inf, 0.0),
+                         np.full(nh, np.inf)])
     rlo = np.concatenate([model.row_lo, np.zeros(nclass * T)])
     rhi = np.concatenate([model.row_hi, np.zeros(nclass * T)])
-    return _Coarse(Ac, cost, lo, hi, rlo, rhi, keep, B_rep, h_job, h_t,
-                   job_class, b_B)
+    return _Coarse(Ac, cost, lo, hi, rlo, rhi, keep, B_rep, B_t, B_class, B_pool, coef,
+                   h_job, h_t, job_class, b_B)
 
 
 def _expand(ix: FleetIndex, model: Model, co: _Coarse, xc: FloatArray) -> FloatArray:
@@ -273,8 +288,9 @@ def _batch_job_of_b(ix: FleetIndex, model: Model) -> IntArray:
 
 
 # --------------------------------------------------------------- period LPs
-def _periods(model: Model) -> tuple[IntArray, IntArray]:
-    """Period of each column and row (-1: linking)."""
+def _periods(ix: FleetIndex, model: Model, co: _Coarse) -> tuple[IntArray, IntArray]:
+    """Period of each coarse column and row (-1: linking). Batch classes' columns and
+    rows belong to their period; the jobs' ``h`` link periods."""
     cp = np.full(model.A.shape[1], -1, dtype=np.int64)
     for name, blk in model.cols.items():
         if name not in LINK_COLS and blk.size:
@@ -283,7 +299,12 @@ def _periods(model: Model) -> tuple[IntArray, IntArray]:
     for name, blk in model.rows.items():
         if name not in LINK_ROWS:
             rp[blk.start:blk.stop] = blk.period
-    return cp, rp
+    nct = co.A.shape[0] - model.A.shape[0]  # class rows: m + class * T + t
+    if co.batch_in_master:
+        return (np.concatenate([cp[co.keep], np.full(co.B_t.size + co.h_job.size, -1)]),
+                np.concatenate([rp, np.full(nct, -1)]))
+    return (np.concatenate([cp[co.keep], co.B_t, np.full(co.h_job.size, -1)]),
+            np.concatenate([rp, np.arange(nct, dtype=np.int64) % ix.T]))
 
 
 class _PeriodLPs:
@@ -297,20 +318,35 @@ class _PeriodLPs:
     a lower estimate of the true one everywhere (so every cut stays valid), and a
     point with slack in use is not counted as a plan."""
 
-    def __init__(self, ix: FleetIndex, model: Model, options: SolveOptions) -> None:
-        cp, rp = _periods(model)
-        self.model, self.options, self.T = model, options, ix.T
+    def __init__(self, ix: FleetIndex, model: Model, co: _Coarse,
+                 options: SolveOptions) -> None:
+        cp, rp = _periods(ix, model, co)
+        self.co, self.options, self.T = co, options, ix.T
         self.cols = [np.flatnonzero(cp == t) for t in range(ix.T)]
         self.rows = [np.flatnonzero(rp == t) for t in range(ix.T)]
-        self.scale = objective_scale(model.objective[cp >= 0])
-        soft = np.zeros(model.A.shape[0], dtype=bool)
+        self.scale = objective_scale(co.cost[cp >= 0])
+        m = model.A.shape[0]
+        soft = np.zeros(co.A.shape[0], dtype=bool)
+        soft[m:] = True  # batch class rows: the master's h may ask more than fits
         for name, blk in model.rows.items():
             if name.startswith(("cap:", "budget")) and blk.period.size == blk.size:
                 soft[blk.start:blk.stop] = True
         self.soft = [np.flatnonzero(soft[r]) for r in self.rows]
         xb = model.cols["x"]
-        self.penalty = ELASTIC_FACTOR * float(np.abs(model.objective[xb.start:xb.stop])
-                                              .max(initial=1.0))
+        ub = model.cols["ub"]
+        # a chip of slack costs far more than any chip; a chip-hour of batch class
+        # slack far more than leaving it undone
+        pen = np.full(co.A.shape[0], ELASTIC_FACTOR * float(
+            np.abs(model.objective[xb.start:xb.stop]).max(initial=1.0)))
+        pen[m:] = ELASTIC_FACTOR * max(
+            float(np.abs(model.objective[ub.start:ub.stop]).max(initial=1.0)),
+            float((co.cost[co.nk:co.nk + co.B_rep.size] / co.B_coef).max(initial=1.0)))
+        self.penalty = [pen[r][k] for r, k in zip(self.rows, self.soft, strict=True)]
+        full_hi = implied_upper(ix, model)
+        self.hi = np.concatenate([full_hi[co.keep],
+                                  np.where(co.B_rep >= 0, full_hi[np.maximum(co.B_rep, 0)], 0.0),
+                                  np.full(co.h_job.size, np.inf)])
+        self.sub: list[sp.csc_matrix | None] = [None] * ix.T
         self.h: list[Any] = [None] * ix.T
         self.values = np.zeros(ix.T)
         self.duals: list[FloatArray] = [np.zeros(r.size) for r in self.rows]
@@ -320,30 +356,30 @@ class _PeriodLPs:
         self.pool = ThreadPoolExecutor(self.workers)
 
     def _build(self, t: int, shift: FloatArray, left: float | None) -> Any:
-        m, cs, rs = self.model, self.cols[t], self.rows[t]
-        sub = m.A[:, cs].tocsr()[rs].tocsc()
+        m, cs, rs = self.co, self.cols[t], self.rows[t]
+        sub = self.sub[t] = m.A[:, cs].tocsr()[rs].tocsc()
         k = self.soft[t]
         el = sp.csc_matrix((np.concatenate([np.ones(k.size), -np.ones(k.size)]),
                             (np.concatenate([k, k]), np.arange(2 * k.size))),
                            shape=(rs.size, 2 * k.size))
         h = _lp_highs(self.options, left)
         _pass_lp(h, sp.hstack([sub, el], format="csc"),
-                 np.concatenate([m.objective[cs], np.full(2 * k.size, self.penalty)]),
-                 np.concatenate([m.col_lo[cs], np.zeros(2 * k.size)]),
-                 np.concatenate([m.col_hi[cs], np.full(2 * k.size, np.inf)]),
-                 m.row_lo[rs] - shift[rs], m.row_hi[rs] - shift[rs], self.scale)
+                 np.concatenate([m.cost[cs], np.tile(self.penalty[t], 2)]),
+                 np.concatenate([m.lo[cs], np.zeros(2 * k.size)]),
+                 np.concatenate([m.hi[cs], np.full(2 * k.size, np.inf)]),
+                 m.rlo[rs] - shift[rs], m.rhi[rs] - shift[rs], self.scale)
         return h
 
     def _solve(self, t: int, shift: FloatArray, left: float | None, start: Any) -> bool:
         """Solve period ``t`` at ``shift``, from its own last basis, or from ``start``
         (a basis of a neighbouring period) when given."""
-        m, rs = self.model, self.rows[t]
+        m, rs = self.co, self.rows[t]
         h = self.h[t]
         if h is None:
             h = self.h[t] = self._build(t, shift, left)
         else:
             h.changeRowsBounds(rs.size, np.arange(rs.size, dtype=np.int32),
-                               m.row_lo[rs] - shift[rs], m.row_hi[rs] - shift[rs])
+                               m.rlo[rs] - shift[rs], m.rhi[rs] - shift[rs])
             if left is not None:
                 h.setOptionValue("time_limit", h.getRunTime() + max(left, 1.0))
         if start is not None and len(start.col_status) == h.getNumCol() and \
@@ -379,19 +415,55 @@ class _PeriodLPs:
             return True
         return all(list(self.pool.map(one, runs)))
 
+    def constants(self, Y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Row prices ``Y[:, k]`` of one period's rows, made valid for every period,
+        and ``K[k, t]``, the constant of the cut ``theta_t + Y[:, k]'s >= K[k, t]``.
+
+        By weak duality ``Q_t(s) >= min c'x + y'(b_t - s - A_t x)`` over the column
+        bounds (upper bounds implied by capacity) for any ``y`` whose row terms are
+        finite, so duals found in one period bound every other period too (their
+        LPs differ mostly in demand and capacity): cut sharing. ``y`` is clipped to
+        the row senses and, on elastic rows, to the slack's price; ``K`` is ``-inf``
+        where a column's term would be unbounded."""
+        m = self.co
+        K = np.full((Y.shape[1], self.T), -np.inf)
+        same = [t for t in range(self.T)
+                if self.sub[t] is not None and self.rows[t].size == Y.shape[0]]
+        Y = Y.copy()
+        for t in same:  # one y valid in every period
+            k = self.soft[t]
+            Y[k] = np.clip(Y[k], -self.penalty[t][:, None], self.penalty[t][:, None])
+            rlo, rhi = m.rlo[self.rows[t]][:, None], m.rhi[self.rows[t]][:, None]
+            Y[((Y > 0) & ~np.isfinite(rlo)) | ((Y < 0) & ~np.isfinite(rhi))] = 0.0
+        for t in same:
+            sub, rs, cs = self.sub[t], self.rows[t], self.cols[t]
+            assert sub is not None
+            D = m.cost[cs][:, None] - sub.T @ Y
+            lo, hi = m.lo[cs][:, None], self.hi[cs][:, None]
+            bad = (((D < 0) & ~np.isfinite(hi)) | ((D > 0) & ~np.isfinite(lo))).any(axis=0)
+            col = np.where(D < 0, D * np.where(np.isfinite(hi), hi, 0.0),
+                           D * np.where(np.isfinite(lo), lo, 0.0)).sum(axis=0)
+            rlo, rhi = m.rlo[rs][:, None], m.rhi[rs][:, None]
+            row = np.where(Y > 0, Y * np.where(np.isfinite(rlo), rlo, 0.0),
+                           Y * np.where(np.isfinite(rhi), rhi, 0.0)).sum(axis=0)
+            K[:, t] = np.where(bad, -np.inf, col + row)
+        return Y, K
+
     def fill(self, x: FloatArray) -> None:
         """Write the period columns of the last solutions into ``x``."""
         for t, h in enumerate(self.h):
             cs = self.cols[t]
-            x[cs] = np.asarray(h.getSolution().col_value)[:cs.size]
+            x[cs] = np.clip(np.asarray(h.getSolution().col_value)[:cs.size],
+                            self.co.lo[cs], self.co.hi[cs])
 
     def prices(self, weights: list[list[tuple[float, FloatArray]]], m: int) -> FloatArray:
-        """Row prices of the period rows: per period, a weighted sum of dual vectors."""
-        pi = np.zeros(m)
+        """Prices of the full model's ``m`` period rows: per period, a weighted sum of
+        dual vectors (the batch class rows' prices are dropped)."""
+        pi = np.zeros(self.co.A.shape[0])
         for t, pairs in enumerate(weights):
             for w, g in pairs:
                 pi[self.rows[t]] += w * g
-        return pi
+        return pi[:m]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -420,6 +492,17 @@ MIP_SHARE = 0.6
 """Share of the time left given to the master's branch-and-bound."""
 MIP_ROOT_FACTOR = 4.0
 """The branch-and-bound runs only with this many of the slowest master LP solves left."""
+BATCH_OUT_MIN_COLUMNS = 2_000_000
+"""From this many model columns, batch classes move from the master to the period
+LPs (a smaller master LP, at the price of the room rows and a harder cut surface)."""
+ROOM_MAX_SETS = 2000
+"""Most pool sets with a batch room row (unions of batch classes' pools)."""
+ROOM_ROUNDS = 3
+"""Master re-solves per solve with the batch room rows its solution broke."""
+SHARE_CUTS = 3
+"""Pooled cuts from other periods' duals added per period and round (0: no sharing)."""
+CUT_TOL = 1e-5
+"""A pooled cut enters the master when violated by this share of ``theta_t``."""
 
 
 class _Master:
@@ -434,24 +517,31 @@ class _Master:
 
     def __init__(self, ix: FleetIndex, model: Model, co: _Coarse, periods: _PeriodLPs,
                  options: SolveOptions) -> None:
-        m = model.A.shape[0]
         T = ix.T
+        m = model.A.shape[0]
 
         def pos(name: str) -> IntArray:
             blk = model.cols[name]
             return co.position(np.arange(blk.start, blk.stop))
 
         self.ny = model.cols["y"].size
-        nbh = co.B_rep.size + co.h_job.size
-        self.cols = np.concatenate([pos("y"), pos("z"), pos("ub"),
-                                    co.nk + np.arange(nbh)]).astype(np.int64)
+        self.nh = co.h_job.size
+        ubb, brow = model.cols["ub"], model.rows["batch"]
+        self.ub = self.ny + model.cols["z"].size + np.arange(ubb.size)
+        self.need = model.row_lo[brow.start:brow.stop]
+        h0 = co.nk + co.B_rep.size
+        B = co.nk + np.flatnonzero(co.B_rep >= 0) if co.batch_in_master else \
+            np.zeros(0, dtype=np.int64)
+        self.cols = np.concatenate([pos("y"), pos("z"), pos("ub"), B,
+                                    h0 + np.arange(co.h_job.size)]).astype(np.int64)
         AM = co.A[:, self.cols].tocsr()
         self.n = self.cols.size
         self.T = T
-        self.shift_rows = AM[:m]
-        # r: the linking columns' activity in each period row they touch (mostly the
-        # pools' chips in use); cuts are written on r, so they stay short
-        in_period = np.zeros(m, dtype=bool)
+        self.shift_rows = AM
+        # r: the linking columns' activity in each period row they touch (the pools'
+        # chips in use by training, the batch classes' chip-hours); cuts are written
+        # on r, so they stay short
+        in_period = np.zeros(co.A.shape[0], dtype=bool)
         for rs in periods.rows:
             in_period[rs] = True
         R = np.flatnonzero((np.diff(self.shift_rows.indptr) > 0) & in_period)
@@ -460,9 +550,9 @@ class _Master:
         for rs in periods.rows:
             local = np.flatnonzero(np.isin(rs, R))
             self.r_of_period.append((local, self.n + np.searchsorted(R, rs[local])))
-        link = np.concatenate([np.arange(model.rows[r].start, model.rows[r].stop)
-                               for r in LINK_ROWS if r in model.rows])
-        inner = np.concatenate([link, np.arange(m, co.A.shape[0])])
+        inner = np.concatenate([np.arange(model.rows[r].start, model.rows[r].stop)
+                                for r in LINK_ROWS if r in model.rows]
+                               + [np.arange(m, co.A.shape[0])] * co.batch_in_master)
         define = sp.hstack([self.shift_rows[R], -sp.identity(nr, format="csr")])
         A = sp.vstack([sp.hstack([AM[inner], sp.csr_matrix((inner.size, nr))]), define],
                       format="csc")
@@ -475,7 +565,8 @@ class _Master:
         self.scale = objective_scale(self.cost)
         self.offset = model.offset
         period_cols = np.concatenate(periods.cols)
-        theta_lo = 0.0 if (model.objective[period_cols] >= 0).all() else -np.inf
+        theta_lo = self.theta_lo = \
+            0.0 if (co.cost[period_cols] >= 0).all() else -np.inf
         self.h = _lp_highs(options, options.time_limit_s)
         _pass_lp(self.h, A, np.concatenate([self.cost, np.zeros(nr), np.ones(T)]),
                  np.concatenate([co.lo[self.cols], np.full(nr, -np.inf),
@@ -485,9 +576,99 @@ class _Master:
                  np.concatenate([co.rhi[inner], np.zeros(nr)]), self.scale)
         self.R, self.r_hi = R, r_hi
         self.theta0 = self.n + nr
-        self.rows0 = A.shape[0]
+        self.row_cut: list[int] = []  # per row after rows0: its cut, -1 for room rows
         self.cut_period: list[int] = []
         self.cut_dual: list[FloatArray] = []
+        self.rows0 = A.shape[0]
+        self.room_h: list[list[IntArray]] = []
+        if not co.batch_in_master:
+            self._room_setup(ix, model, co)
+        self.pool_y: list[FloatArray] = []
+        self.pool_K: list[FloatArray] = []
+
+    def _room_setup(self, ix: FleetIndex, model: Model, co: _Coarse) -> None:
+        """Batch fits beside training only if, for every set ``S`` of batch classes
+        and period ``t``, the work of ``S`` is at most what the pools eligible to
+        any class of ``S`` hold beyond training (Hall's condition; exact here, as a
+        pool does the same reference chip-hours per chip for every class). One row
+        per distinct pool set, the largest ``S`` for it; rows are added when the
+        master breaks them (:meth:`add_room`), single classes from the start."""
+        T, P = ix.T, len(ix.pools)
+        nc = int(co.job_class.max(initial=-1)) + 1
+        real = co.B_rep >= 0
+        E = np.zeros((nc, P), dtype=bool)
+        E[co.B_class[real], co.B_pool[real]] = True
+        self.room_per_chip = np.zeros(P)
+        self.room_per_chip[co.B_pool[real]] = co.B_coef[real] * ix.hours
+        sets = {E[c].tobytes(): E[c] for c in range(nc)}
+        todo = list(sets.values())
+        while todo and len(sets) < ROOM_MAX_SETS:  # closure under union
+            u = todo.pop()
+            for c in range(nc):
+                v = u | E[c]
+                if v.tobytes() not in sets:
+                    sets[v.tobytes()] = v
+                    todo.append(v)
+        self.room_U = np.array(list(sets.values()), dtype=bool).reshape(-1, P)
+        # (u, c): classes whose pools all lie in pool set u
+        self.room_S = np.asarray((E[None, :, :] <= self.room_U[:, None, :]).all(axis=2),
+                                 dtype=bool)
+        pu = model.rows["pool_use"]
+        full = pu.start + np.arange(P * T)
+        pos = np.searchsorted(self.R, full)
+        ok = (pos < self.R.size) & (self.R[np.minimum(pos, self.R.size - 1)] == full)
+        self.room_rcol = np.where(ok, self.n + pos, -1).reshape(P, T)
+        self.room_cap = ix.capacity * self.room_per_chip[:, None]
+        hcls = co.job_class[co.h_job]
+        self.room_h = [[self.n - self.nh + np.flatnonzero((hcls == c) & (co.h_t == t))
+                        for t in range(T)] for c in range(nc)]
+        self.room_in: set[tuple[int, int]] = set()
+        self._add_room([(u, t) for u in range(nc) for t in range(T)])
+
+    def _add_room(self, pairs: list[tuple[int, int]]) -> None:
+        pairs = [p for p in pairs if p not in self.room_in]
+        if not pairs:
+            return
+        starts, idx, val, rhs = [], [], [], []
+        nnz = 0
+        for u, t in pairs:
+            self.room_in.add((u, t))
+            pools = np.flatnonzero(self.room_U[u])
+            rc = self.room_rcol[pools, t]
+            hc = np.concatenate([self.room_h[c][t] for c in np.flatnonzero(self.room_S[u])])
+            starts.append(nnz)
+            idx.append(np.concatenate([hc, rc[rc >= 0]]))
+            val.append(np.concatenate([np.ones(hc.size),
+                                       self.room_per_chip[pools[rc >= 0]]]))
+            nnz += idx[-1].size
+            rhs.append(float(self.room_cap[pools, t].sum()))
+            self.row_cut.append(-1)
+        self.h.addRows(len(pairs), np.full(len(pairs), -np.inf), np.asarray(rhs), nnz,
+                       np.asarray(starts, dtype=np.int32),
+                       np.concatenate(idx).astype(np.int32), np.concatenate(val))
+
+    def add_room(self) -> int:
+        """Add the batch room rows the master's solution breaks; returns how many."""
+        if not self.room_h:
+            return 0
+        sol = np.asarray(self.h.getSolution().col_value)
+        nc, T = len(self.room_h), self.T
+        H = np.array([[sol[self.room_h[c][t]].sum() for t in range(T)] for c in range(nc)])
+        r = np.where(self.room_rcol >= 0, sol[np.maximum(self.room_rcol, 0)], 0.0)
+        left = self.room_cap - self.room_per_chip[:, None] * r
+        viol = self.room_S.astype(float) @ H - self.room_U.astype(float) @ left
+        u, t = np.nonzero(viol > 1e-6 * np.maximum(1.0, np.abs(self.room_U @ self.room_cap)))
+        pairs = [(int(a), int(b)) for a, b in zip(u, t, strict=True)]
+        before = len(self.room_in)
+        self._add_room(pairs)
+        return len(self.room_in) - before
+
+    def unbatched(self, xm: FloatArray) -> FloatArray:
+        """``xm`` with every batch job left undone."""
+        out = xm.copy()
+        out[self.n - self.nh:] = 0.0
+        out[self.ub] = self.need
+        return out
 
     def shift(self, xm: FloatArray) -> FloatArray:
         """Row activity of the linking columns at master point ``xm``; chips in use
@@ -496,21 +677,59 @@ class _Master:
         out[self.R] = np.minimum(out[self.R], self.r_hi)
         return out
 
-    def add_cuts(self, periods: _PeriodLPs, s: FloatArray) -> None:
-        """One cut per period from the period LPs just solved at ``s``."""
-        starts, idx, val, rhs = [], [], [], []
-        nnz = 0
+    def add_cuts(self, periods: _PeriodLPs, s: FloatArray, share: bool = False) -> None:
+        """One cut per period from the period LPs just solved at ``s``; with ``share``,
+        their duals also join the pool of cuts for the other periods (see
+        :meth:`_PeriodLPs.constants` and :meth:`separate`)."""
+        cuts = []
         for t in range(self.T):
             g = periods.duals[t]
+            cuts.append((t, g, periods.values[t] + float(g @ s[periods.rows[t]])))
+        self._add(cuts)
+        if share and len({g.size for g in periods.duals}) == 1:
+            Y, K = periods.constants(np.column_stack(periods.duals))
+            K[np.arange(self.T), np.arange(self.T)] = -np.inf  # own cuts are above
+            self.pool_y.extend(Y.T)
+            self.pool_K.extend(K)
+
+    def separate(self, most: int) -> int:
+        """Add the pooled cuts the master's current solution violates most, at most
+        ``most`` per period; returns how many were added."""
+        if not self.pool_y:
+            return 0
+        sol = np.asarray(self.h.getSolution().col_value)
+        theta = sol[self.theta0:self.theta0 + self.T]
+        Y = np.vstack(self.pool_y)
+        K = np.vstack(self.pool_K)
+        cuts = []
+        for t in range(self.T):
+            local, rcols = self.r_of_period[t]
+            viol = K[:, t] - Y[:, local] @ sol[rcols] - theta[t]
+            tol = CUT_TOL * max(abs(float(theta[t])), 1.0)
+            order = np.argsort(-viol)[:most]
+            for k in order[viol[order] > tol]:
+                cuts.append((t, Y[k], float(K[k, t])))
+                self.pool_K[k][t] = -np.inf  # in the master now
+        self._add(cuts)
+        return len(cuts)
+
+    def _add(self, cuts: list[tuple[int, FloatArray, float]]) -> None:
+        """Cuts ``theta_t + g'r >= rhs`` given as (t, g over period t's rows, rhs)."""
+        if not cuts:
+            return
+        starts, idx, val, rhs = [], [], [], []
+        nnz = 0
+        for t, g, k in cuts:
             local, rcols = self.r_of_period[t]
             starts.append(nnz)
             idx.append(np.append(rcols, self.theta0 + t))
             val.append(np.append(g[local], 1.0))
             nnz += rcols.size + 1
-            rhs.append(periods.values[t] + float(g @ s[periods.rows[t]]))
+            rhs.append(k)
+            self.row_cut.append(len(self.cut_period))
             self.cut_period.append(t)
             self.cut_dual.append(g)
-        self.h.addRows(self.T, np.asarray(rhs) / self.scale, np.full(self.T, np.inf), nnz,
+        self.h.addRows(len(cuts), np.asarray(rhs) / self.scale, np.full(len(cuts), np.inf), nnz,
                        np.asarray(starts, dtype=np.int32),
                        np.concatenate(idx).astype(np.int32),
                        np.concatenate(val) / self.scale)
@@ -520,6 +739,10 @@ class _Master:
         if left is not None:
             self.h.setOptionValue("time_limit", self.h.getRunTime() + max(left, 1.0))
         self.h.run()
+        for _ in range(ROOM_ROUNDS):
+            if not _optimal(self.h) or not self.add_room():
+                break
+            self.h.run()
         return _optimal(self.h)
 
     def x(self) -> FloatArray:
@@ -533,8 +756,9 @@ class _Master:
         the master implies (at convergence, the LP's own)."""
         mu = np.asarray(self.h.getSolution().row_dual)[self.rows0:]
         out: list[list[tuple[float, FloatArray]]] = [[] for _ in range(self.T)]
-        for k, w in enumerate(mu):
-            if abs(w) > 1e-12:
+        for row, w in enumerate(mu):
+            k = self.row_cut[row]
+            if k >= 0 and abs(w) > 1e-12:
                 out[self.cut_period[k]].append((float(w), self.cut_dual[k]))
         return out
 
@@ -552,16 +776,19 @@ def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
                      info: DecomposeInfo | None = None) -> tuple[Solution, Solution]:
     """(bound, plan): the bound's objective is the best valid lower bound found."""
     info = info or DecomposeInfo()
-    periods = _PeriodLPs(ix, model, options)
+    t0 = time.perf_counter()
+    co = _coarse(ix, model)
+    co.batch_in_master = model.A.shape[1] < BATCH_OUT_MIN_COLUMNS
+    periods = _PeriodLPs(ix, model, co, options)
     try:
-        return _benders(ix, model, options, info, periods)
+        return _benders(ix, model, co, options, info, periods, t0)
     finally:
         periods.close()
 
 
-def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: DecomposeInfo,
-             periods: _PeriodLPs) -> tuple[Solution, Solution]:
-    t0 = time.perf_counter()
+def _benders(ix: FleetIndex, model: Model, co: _Coarse, options: SolveOptions,
+             info: DecomposeInfo, periods: _PeriodLPs,
+             t0: float) -> tuple[Solution, Solution]:
     limit = options.time_limit_s
     deadline = None if limit is None else t0 + limit
     n, m = model.A.shape[1], model.A.shape[0]
@@ -573,25 +800,31 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
         info.steps.append(f"{time.perf_counter() - t0:.1f}s {text}")
         log.info("decomposition: %s", info.steps[-1])
 
-    co = _coarse(ix, model)
     master = _Master(ix, model, co, periods, options)
+    share = SHARE_CUTS > 0 and not co.batch_in_master
     info.master_columns = master.n
-    # seed: the period LPs with no training and no batch
+    # seed: the period LPs where the master without cuts puts training and batch
+    # (theta_t >= 0 then), else with no training and no batch
     xm = np.zeros(master.n)
+    seeded = master.theta_lo == 0.0 and master.solve(left())
+    if seeded:
+        xm = master.x()
     s = master.shift(xm)
     ts = time.perf_counter()
     if not periods.solve(s, deadline):
         return _failed(n, t0, "seed period LPs")
     info.period_seconds += time.perf_counter() - ts
-    lower = lagrangian_bound(ix, model, periods.prices(
-        [[(1.0, periods.duals[t])] for t in range(ix.T)], m))
-    note(f"seed period LPs ({time.perf_counter() - ts:.1f}s), bound {lower:.6g}")
-    master.add_cuts(periods, s)
+    lower = master.value() if seeded else -np.inf
     # LP phase: cuts at in-out points while training is fractional
     t1 = time.perf_counter()
     best_lp = np.inf
     core: FloatArray | None = None
-    chain = True
+    value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
+    if periods.slack.max() <= SLACK_TOL:
+        best_lp, core = value, xm
+    note(f"seed period LPs ({time.perf_counter() - ts:.1f}s): point {value:.6g}")
+    master.add_cuts(periods, s, share=share)
+    chain = False  # the seed's point is near the master's next ones
     slowest = 0.0  # the slowest master LP solve, to judge if a branch-and-bound fits
     for _ in range(MAX_ROUNDS):
         tm = time.perf_counter()
@@ -611,15 +844,17 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
         ts = time.perf_counter()
         ok = periods.solve(s, deadline, chain=chain)
         info.period_seconds += time.perf_counter() - ts
-        chain = False
         if not ok:
             break
         value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
         if periods.slack.max() <= SLACK_TOL and value < best_lp:
             best_lp, core = value, xm
-        master.add_cuts(periods, s)
+        tp = time.perf_counter() - ts
+        master.add_cuts(periods, s, share=share)
+        shared = master.separate(SHARE_CUTS if share else 0)
+        chain = False
         note(f"LP round: bound {lower:.6g}, point {value:.6g}, best {best_lp:.6g} "
-             f"(master {tm:.1f}s, periods {time.perf_counter() - ts:.1f}s)")
+             f"(master {tm:.1f}s, periods {tp:.1f}s, {shared} shared cuts)")
     if not master.solve(left()):
         return _failed(n, t0, "master LP")
     lower = max(lower, master.value())
@@ -637,10 +872,12 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
 
     def fixed_rounds() -> None:
         core: FloatArray | None = None
-        for _ in range(MAX_ROUNDS):
+        for i in range(MAX_ROUNDS):
             t_round = time.perf_counter()
             xnew = master.x()
             xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
+            if i == 1 and best.xm is None:  # batch left undone always fits
+                xm = master.unbatched(xm)
             s = master.shift(xm)
             ts = time.perf_counter()
             ok = periods.solve(s, deadline)
@@ -650,15 +887,17 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
             value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
             if periods.slack.max() <= SLACK_TOL and value < best.value:
                 best.value, best.xm, core = value, xm, xm
-                best.x = np.zeros(n)
+                best.x = np.zeros(co.A.shape[1])
                 periods.fill(best.x)
-            master.add_cuts(periods, s)
+            master.add_cuts(periods, s, share=share)
+            master.separate(SHARE_CUTS if share else 0)
             if not master.solve(left()):
                 return
             fixed_bound = master.value()
             note(f"fixed round: master {fixed_bound:.6g}, point {value:.6g}, "
                  f"best {best.value:.6g}")
-            if best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
+            if np.isfinite(best.value) and \
+                    best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
                 return
             tl = left()
             if tl is not None and limit is not None and \
@@ -682,11 +921,9 @@ def _benders(ix: FleetIndex, model: Model, options: SolveOptions, info: Decompos
     info.fixed_seconds = time.perf_counter() - t2
     if best.xm is None or best.x is None:
         return _failed(n, t0, "period LPs with training fixed")
-    xc = np.zeros(co.A.shape[1])
+    xc = best.x.copy()
     xc[master.cols] = best.xm
     x = _expand(ix, model, co, xc)
-    period_cols = np.concatenate(periods.cols)
-    x[period_cols] = best.x[period_cols]
     y = model.cols["y"]
     x[y.start:y.stop] = np.round(x[y.start:y.stop])
     if violation(model, x) > FEASIBILITY_TOL:

@@ -10,6 +10,7 @@ from cloudhedge.planning.build import ModelBuilder
 from cloudhedge.planning.dive import Room
 from cloudhedge.planning.generate import generate_fleet
 from cloudhedge.planning.index import FleetIndex, build_index
+from cloudhedge.planning.periods import SLACK_TOL, PeriodLPs, coarse_model
 from cloudhedge.planning.planner import PlanOptions, make_plan
 from cloudhedge.planning.solve import SolveOptions, solve
 
@@ -125,9 +126,9 @@ def test_cuts_never_overestimate_a_period(out: bool) -> None:
     ix = build_index(generate_fleet(40, 24, 8, seed=1))
     model = ModelBuilder(ix).build()
     options = SolveOptions()
-    co = decompose._coarse(ix, model)
+    co = coarse_model(ix, model)
     co.batch_in_master = not out
-    periods = decompose._PeriodLPs(ix, model, co, options)
+    periods = PeriodLPs(ix, model, co, options)
     try:
         master = decompose._Master(ix, model, co, periods, options)
         s0 = master.shift(np.zeros(master.n))
@@ -201,9 +202,9 @@ def test_room_rows_keep_batch_placeable() -> None:
     ix = build_index(generate_fleet(60, 24, 6, seed=2))
     model = ModelBuilder(ix).build()
     options = SolveOptions()
-    co = decompose._coarse(ix, model)
+    co = coarse_model(ix, model)
     co.batch_in_master = False
-    periods = decompose._PeriodLPs(ix, model, co, options)
+    periods = PeriodLPs(ix, model, co, options)
     try:
         master = decompose._Master(ix, model, co, periods, options)
         assert master.room_in  # the single classes' rows from the start
@@ -212,6 +213,12 @@ def test_room_rows_keep_batch_placeable() -> None:
         x = master.x()
         assert x[master.n - master.nh:].sum() > 0.0
         assert periods.solve(master.shift(x), None)
-        assert periods.slack.max() <= decompose.SLACK_TOL
+        assert periods.slack.max() <= SLACK_TOL
+        # the fallback point, every job left undone, fits whatever training does
+        undone = master.unbatched(x)
+        assert not undone[master.n - master.nh:].any()
+        assert np.allclose(undone[master.ub], master.need)
+        assert periods.solve(master.shift(undone), None)
+        assert periods.slack.max() <= SLACK_TOL
     finally:
         periods.close()

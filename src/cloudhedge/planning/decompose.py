@@ -31,7 +31,8 @@ Benders decomposition:
    point between the best point so far and the master's solution (in-out
    stabilisation), which gives a plan value (with training still fractional) and new
    cuts. This LP phase stops when the bound is within 0.2% of the best point, or
-   when 70% of the time limit is spent.
+   when another round would leave the integral phase less than 30% of the time
+   limit or 2.5 rounds' time.
 4. **Training integral.** Diving on the master fixes the training options (a run that
    fits nowhere moves a placed run to another of its options); rounds of cuts with
    training fixed then improve batch and inference, every round being a whole plan.
@@ -120,7 +121,7 @@ def use_decomposition(model: Model, choice: bool | None = None) -> bool:
 IN_OUT = 0.3
 """Separation point: this share of the master's solution, the rest of the best point."""
 LP_SHARE = 0.7
-"""Share of the time limit for the LP phase (cuts with training fractional)."""
+"""Most of the time limit the LP phase (cuts with training fractional) may take."""
 LP_STOP = 0.002
 """The LP phase stops when the best LP point is within this of the bound."""
 MAX_ROUNDS = 200
@@ -142,6 +143,8 @@ ROOM_MAX_SETS = 2000
 """Most pool sets with a batch room row (unions of batch classes' pools)."""
 ROOM_ROUNDS = 3
 """Master re-solves per solve with the batch room rows its solution broke."""
+INTEGRAL_ROUNDS = 2.5
+"""Time kept for the dive and the first plan, in LP rounds (see also LP_SHARE)."""
 SHARE_CUTS = 3
 """Pooled cuts from other periods' duals added per period and round (0: no sharing)."""
 CUT_TOL = 1e-5
@@ -214,11 +217,11 @@ class _Master:
             0.0 if (co.cost[period_cols] >= 0).all() else -np.inf
         self.h = lp_highs(options, options.time_limit_s)
         pass_lp(self.h, A, np.concatenate([self.cost, np.zeros(nr), np.ones(T)]),
-                 np.concatenate([co.lo[self.cols], np.full(nr, -np.inf),
-                                 np.full(T, theta_lo)]),
-                 np.concatenate([co.hi[self.cols], r_hi, np.full(T, np.inf)]),
-                 np.concatenate([co.rlo[inner], np.zeros(nr)]),
-                 np.concatenate([co.rhi[inner], np.zeros(nr)]), self.scale)
+                np.concatenate([co.lo[self.cols], np.full(nr, -np.inf),
+                                np.full(T, theta_lo)]),
+                np.concatenate([co.hi[self.cols], r_hi, np.full(T, np.inf)]),
+                np.concatenate([co.rlo[inner], np.zeros(nr)]),
+                np.concatenate([co.rhi[inner], np.zeros(nr)]), self.scale)
         self.R, self.r_hi = R, r_hi
         self.theta0 = self.n + nr
         self.row_cut: list[int] = []  # per row after rows0: its cut, -1 for room rows
@@ -471,8 +474,9 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
     master.add_cuts(periods, s, share=share)
     chain = False  # the seed's point is near the master's next ones
     slowest = 0.0  # the slowest master LP solve, to judge if a branch-and-bound fits
+    round_s = 0.0  # the last LP round's seconds
     for _ in range(MAX_ROUNDS):
-        tm = time.perf_counter()
+        tr = tm = time.perf_counter()
         if not master.solve(left()):
             return _failed(n, t0, "master LP")
         tm = time.perf_counter() - tm
@@ -481,7 +485,10 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         if np.isfinite(best_lp) and best_lp - lower <= LP_STOP * abs(best_lp):
             break
         tl = left()
-        if tl is not None and limit is not None and tl < (1 - LP_SHARE) * limit:
+        # leave the integral phase at least (1 - LP_SHARE) of the limit and
+        # INTEGRAL_ROUNDS rounds' time after this round
+        if tl is not None and limit is not None and \
+                tl - round_s < max((1 - LP_SHARE) * limit, INTEGRAL_ROUNDS * round_s):
             break
         xnew = master.x()
         xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
@@ -495,6 +502,7 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         if periods.slack.max() <= SLACK_TOL and value < best_lp:
             best_lp, core = value, xm
         tp = time.perf_counter() - ts
+        round_s = time.perf_counter() - tr
         master.add_cuts(periods, s, share=share)
         shared = master.separate(SHARE_CUTS if share else 0)
         chain = False
@@ -525,7 +533,8 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
                 xm = master.unbatched(xm)
             s = master.shift(xm)
             ts = time.perf_counter()
-            ok = periods.solve(s, deadline)
+            # the first plan is completed even past the time limit
+            ok = periods.solve(s, deadline if best.xm is not None else None)
             info.period_seconds += time.perf_counter() - ts
             if not ok:
                 return

@@ -46,7 +46,7 @@ def lp_highs(options: SolveOptions, time_limit: float | None) -> Any:
 
 
 def pass_lp(h: Any, A: sp.csc_matrix, cost: FloatArray, lo: FloatArray, hi: FloatArray,
-             rlo: FloatArray, rhi: FloatArray, scale: float) -> None:
+            rlo: FloatArray, rhi: FloatArray, scale: float) -> None:
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
     lp.col_cost_ = np.asarray(cost, dtype=np.float64) / scale
@@ -280,30 +280,30 @@ class PeriodLPs:
         self.pool = ThreadPoolExecutor(self.workers)
 
     def _build(self, t: int, shift: FloatArray, left: float | None) -> Any:
-        m, cs, rs = self.co, self.cols[t], self.rows[t]
-        sub = self.sub[t] = m.A[:, cs].tocsr()[rs].tocsc()
+        co, cs, rs = self.co, self.cols[t], self.rows[t]
+        sub = self.sub[t] = co.A[:, cs].tocsr()[rs].tocsc()
         k = self.soft[t]
         el = sp.csc_matrix((np.concatenate([np.ones(k.size), -np.ones(k.size)]),
                             (np.concatenate([k, k]), np.arange(2 * k.size))),
                            shape=(rs.size, 2 * k.size))
         h = lp_highs(self.options, left)
         pass_lp(h, sp.hstack([sub, el], format="csc"),
-                 np.concatenate([m.cost[cs], np.tile(self.penalty[t], 2)]),
-                 np.concatenate([m.lo[cs], np.zeros(2 * k.size)]),
-                 np.concatenate([m.hi[cs], np.full(2 * k.size, np.inf)]),
-                 m.rlo[rs] - shift[rs], m.rhi[rs] - shift[rs], self.scale)
+                np.concatenate([co.cost[cs], np.tile(self.penalty[t], 2)]),
+                np.concatenate([co.lo[cs], np.zeros(2 * k.size)]),
+                np.concatenate([co.hi[cs], np.full(2 * k.size, np.inf)]),
+                co.rlo[rs] - shift[rs], co.rhi[rs] - shift[rs], self.scale)
         return h
 
     def _solve(self, t: int, shift: FloatArray, left: float | None, start: Any) -> bool:
         """Solve period ``t`` at ``shift``, from its own last basis, or from ``start``
         (a basis of a neighbouring period) when given."""
-        m, rs = self.co, self.rows[t]
+        co, rs = self.co, self.rows[t]
         h = self.h[t]
         if h is None:
             h = self.h[t] = self._build(t, shift, left)
         else:
             h.changeRowsBounds(rs.size, np.arange(rs.size, dtype=np.int32),
-                               m.rlo[rs] - shift[rs], m.rhi[rs] - shift[rs])
+                               co.rlo[rs] - shift[rs], co.rhi[rs] - shift[rs])
             if left is not None:
                 h.setOptionValue("time_limit", h.getRunTime() + max(left, 1.0))
         if start is not None and len(start.col_status) == h.getNumCol() and \
@@ -349,7 +349,7 @@ class PeriodLPs:
         LPs differ mostly in demand and capacity): cut sharing. ``y`` is clipped to
         the row senses and, on elastic rows, to the slack's price; ``K`` is ``-inf``
         where a column's term would be unbounded."""
-        m = self.co
+        co = self.co
         K = np.full((Y.shape[1], self.T), -np.inf)
         same = [t for t in range(self.T)
                 if self.sub[t] is not None and self.rows[t].size == Y.shape[0]]
@@ -357,17 +357,17 @@ class PeriodLPs:
         for t in same:  # one y valid in every period
             k = self.soft[t]
             Y[k] = np.clip(Y[k], -self.penalty[t][:, None], self.penalty[t][:, None])
-            rlo, rhi = m.rlo[self.rows[t]][:, None], m.rhi[self.rows[t]][:, None]
+            rlo, rhi = co.rlo[self.rows[t]][:, None], co.rhi[self.rows[t]][:, None]
             Y[((Y > 0) & ~np.isfinite(rlo)) | ((Y < 0) & ~np.isfinite(rhi))] = 0.0
         for t in same:
             sub, rs, cs = self.sub[t], self.rows[t], self.cols[t]
             assert sub is not None
-            D = m.cost[cs][:, None] - sub.T @ Y
-            lo, hi = m.lo[cs][:, None], self.hi[cs][:, None]
+            D = co.cost[cs][:, None] - sub.T @ Y
+            lo, hi = co.lo[cs][:, None], self.hi[cs][:, None]
             bad = (((D < 0) & ~np.isfinite(hi)) | ((D > 0) & ~np.isfinite(lo))).any(axis=0)
             col = np.where(D < 0, D * np.where(np.isfinite(hi), hi, 0.0),
                            D * np.where(np.isfinite(lo), lo, 0.0)).sum(axis=0)
-            rlo, rhi = m.rlo[rs][:, None], m.rhi[rs][:, None]
+            rlo, rhi = co.rlo[rs][:, None], co.rhi[rs][:, None]
             row = np.where(Y > 0, Y * np.where(np.isfinite(rlo), rlo, 0.0),
                            Y * np.where(np.isfinite(rhi), rhi, 0.0)).sum(axis=0)
             K[:, t] = np.where(bad, -np.inf, col + row)

@@ -472,7 +472,6 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         best_lp, core = value, xm
     note(f"seed period LPs ({time.perf_counter() - ts:.1f}s): point {value:.6g}")
     master.add_cuts(periods, s, share=share)
-    chain = False  # the seed's point is near the master's next ones
     slowest = 0.0  # the slowest master LP solve, to judge if a branch-and-bound fits
     round_s = 0.0  # the last LP round's seconds
     for _ in range(MAX_ROUNDS):
@@ -494,7 +493,7 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
         s = master.shift(xm)
         ts = time.perf_counter()
-        ok = periods.solve(s, deadline, chain=chain)
+        ok = periods.solve(s, deadline)  # warm: the seed's point is near the next ones
         info.period_seconds += time.perf_counter() - ts
         if not ok:
             break
@@ -505,7 +504,6 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         round_s = time.perf_counter() - tr
         master.add_cuts(periods, s, share=share)
         shared = master.separate(SHARE_CUTS if share else 0)
-        chain = False
         note(f"LP round: bound {lower:.6g}, point {value:.6g}, best {best_lp:.6g} "
              f"(master {tm:.1f}s, periods {tp:.1f}s, {shared} shared cuts)")
     if not master.solve(left()):

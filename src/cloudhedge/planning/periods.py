@@ -84,6 +84,7 @@ class Coarse:
     h_t: IntArray
     job_class: IntArray
     b_B: IntArray  # B column of each b column (relative to the b block)
+    b_job: IntArray  # batch job of each b column
     batch_in_master: bool = True  # else batch classes' columns are in the period LPs
 
     @property
@@ -177,7 +178,7 @@ def coarse_model(ix: FleetIndex, model: Model) -> Coarse:
     rlo = np.concatenate([model.row_lo, np.zeros(nclass * T)])
     rhi = np.concatenate([model.row_hi, np.zeros(nclass * T)])
     return Coarse(Ac, cost, lo, hi, rlo, rhi, keep, B_rep, B_t, B_class, B_pool, coef,
-                   h_job, h_t, job_class, b_B)
+                   h_job, h_t, job_class, b_B, bjob)
 
 
 def expand(ix: FleetIndex, model: Model, co: Coarse, xc: FloatArray) -> FloatArray:
@@ -194,21 +195,12 @@ def expand(ix: FleetIndex, model: Model, co: Coarse, xc: FloatArray) -> FloatArr
     h_of[co.h_job * T + co.h_t] = hv
     b = model.cols["b"]
     # job and period of each b column, recovered from its B column and job
-    bjob = _batch_job_of_b(ix, model)
+    bjob = co.b_job
     bt = b.period
     share = h_of[bjob * T + bt] / np.maximum(tot[co.job_class[bjob] * T + bt], 1e-300)
     share = np.where(tot[co.job_class[bjob] * T + bt] > 0, share, 0.0)
     x[b.start:b.stop] = Bv[co.b_B] * share
     return x
-
-
-def _batch_job_of_b(ix: FleetIndex, model: Model) -> IntArray:
-    jobs = ix.fleet.batch
-    ws = np.array([jb.window_start for jb in jobs], dtype=np.int64)
-    we = np.array([jb.window_end for jb in jobs], dtype=np.int64)
-    span = (we - ws + 1)[ix.batch_job] if ix.batch_job.size else np.zeros(0, dtype=np.int64)
-    out: IntArray = ix.batch_job[np.repeat(np.arange(ix.batch_job.size), span)]
-    return out
 
 
 # --------------------------------------------------------------- period LPs

@@ -7,7 +7,7 @@ import pytest
 
 from cloudhedge.planning import decompose
 from cloudhedge.planning.build import ModelBuilder
-from cloudhedge.planning.dive import Room
+from cloudhedge.planning.dive import Room, dive, swap
 from cloudhedge.planning.generate import generate_fleet
 from cloudhedge.planning.index import FleetIndex, build_index
 from cloudhedge.planning.periods import SLACK_TOL, PeriodLPs, coarse_model
@@ -220,5 +220,52 @@ def test_room_rows_keep_batch_placeable() -> None:
         assert np.allclose(undone[master.ub], master.need)
         assert periods.solve(master.shift(undone), None)
         assert periods.slack.max() <= SLACK_TOL
+    finally:
+        periods.close()
+
+
+def test_swaps_move_runs_to_cheaper_options() -> None:
+    """After a bad choice of training options, the reduced-cost swaps lower the
+    master's value, keep every run inside its pool's room, and leave the master
+    solved at the options the room holds."""
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    model = ModelBuilder(ix).build()
+    options = SolveOptions()
+    co = coarse_model(ix, model)
+    periods = PeriodLPs(ix, model, co, options)
+    try:
+        master = decompose._Master(ix, model, co, periods, options)
+        assert master.solve(None)
+        s = master.shift(master.x())
+        assert periods.solve(s, None)
+        master.add_cuts(periods, s)
+        assert master.solve(None)
+        steps: list[str] = []
+        room = dive(master, ix, model, lambda: None, steps.append)
+        assert room is not None and (room.chosen >= 0).any()
+        dived = master.value()
+        # the worst option that fits for every run, by the master's own prices
+        rc = np.asarray(master.h.getSolution().col_dual)[:master.ny]
+        for r in np.flatnonzero(room.chosen >= 0):
+            room.free(int(r))
+            opts = room.options(int(r))
+            room.take(int(r), int(next(int(o) for o in opts[np.argsort(-rc[opts])]
+                                       if room.fits(int(o)))))
+        ycols = np.arange(master.ny, dtype=np.int32)
+        bad = room.fixed(master.ny)
+        master.h.changeColsBounds(master.ny, ycols, bad, bad)
+        assert master.solve(None)
+        worse = master.value()
+        assert worse > dived
+        kept = swap(master, room, lambda: None, steps.append, rounds=20)
+        assert kept > 0 and steps[-1].startswith(f"swaps: {kept} moves kept")
+        assert master.value() < worse
+        # the room is what the chosen options leave, and the master holds them
+        fresh = Room(ix)
+        fresh.choose(room.fixed(master.ny))
+        assert np.allclose(fresh.room, room.room) and (room.room >= -1e-9).all()
+        y = np.asarray(master.h.getSolution().col_value)[:master.ny]
+        assert np.allclose(y, room.fixed(master.ny))
+        assert np.bincount(ix.train_run, weights=y).max() <= 1.0
     finally:
         periods.close()

@@ -59,7 +59,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cloudhedge.planning.build import Model
-from cloudhedge.planning.dive import dive
+from cloudhedge.planning.dive import dive, swap
 from cloudhedge.planning.index import FleetIndex, FloatArray, IntArray
 from cloudhedge.planning.lagrangian import LINK_ROWS, lagrangian_bound
 from cloudhedge.planning.periods import (
@@ -120,7 +120,7 @@ def use_decomposition(model: Model, choice: bool | None = None) -> bool:
 # -------------------------------------------------------------------- driver
 IN_OUT = 0.3
 """Separation point: this share of the master's solution, the rest of the best point."""
-LP_SHARE = 0.7
+LP_SHARE = 0.65
 """Most of the time limit the LP phase (cuts with training fractional) may take."""
 LP_STOP = 0.002
 """The LP phase stops when the best LP point is within this of the bound."""
@@ -134,8 +134,10 @@ MIP_MIN_SECONDS = 10.0
 """Time left below which the master's branch-and-bound is skipped."""
 MIP_SHARE = 0.6
 """Share of the time left given to the master's branch-and-bound."""
-MIP_ROOT_FACTOR = 4.0
-"""The branch-and-bound runs only with this many of the slowest master LP solves left."""
+MIP_ROOT_FACTOR = 12.0
+"""The branch-and-bound runs only with this many of the slowest master LP solves left:
+its root LP is solved cold and its first cut rounds ignore the time limit (at 2000
+workloads x 300 pools x 24 periods they took 64 s against a slowest warm solve of 5 s)."""
 BATCH_OUT_MIN_COLUMNS = 2_000_000
 """From this many model columns, batch classes move from the master to the period
 LPs (a smaller master LP, at the price of the room rows and a harder cut surface)."""
@@ -147,6 +149,9 @@ INTEGRAL_ROUNDS = 2.5
 """Time kept for the dive and the first plan, in LP rounds (see also LP_SHARE)."""
 SHARE_CUTS = 3
 """Pooled cuts from other periods' duals added per period and round (0: no sharing)."""
+FIXED_SWAP_ROUNDS = 4
+"""Swap rounds (:func:`~cloudhedge.planning.dive.swap`) once the rounds with training
+fixed have converged."""
 CUT_TOL = 1e-5
 """A pooled cut enters the master when violated by this share of ``theta_t``."""
 
@@ -515,46 +520,68 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
     # training: dive on the master, then cuts with training fixed; with time left, a
     # branch-and-bound on the master (its cuts included) may find better options
     t2 = time.perf_counter()
-    vals = dive(master, ix, model, left, info.steps)
-    if vals is None:
+    room = dive(master, ix, model, left, note)
+    if room is None:
         return _failed(n, t0, "master LP while fixing training")
     note(f"dive: master {master.value():.6g}")
+    swap(master, room, left, note)
+    if not master.solve(left()):
+        return _failed(n, t0, "master LP while moving training")
     best = _Best()
 
     def fixed_rounds() -> None:
-        core: FloatArray | None = None
+        core: FloatArray | None = None  # the best point with the current options
+        core_value = np.inf
         for i in range(MAX_ROUNDS):
             t_round = time.perf_counter()
             xnew = master.x()
-            xm = xnew if core is None else IN_OUT * xnew + (1 - IN_OUT) * core
+            # mix only points with the same training (swaps may have moved it)
+            xm = xnew
+            if core is not None and not np.array_equal(xnew[:master.ny], core[:master.ny]):
+                core, core_value = None, np.inf  # swaps moved training: a new center
+            if core is not None:
+                xm = IN_OUT * xnew + (1 - IN_OUT) * core
             if i == 1 and best.xm is None:  # batch left undone always fits
                 xm = master.unbatched(xm)
             s = master.shift(xm)
             ts = time.perf_counter()
             # the first plan is completed even past the time limit
             ok = periods.solve(s, deadline if best.xm is not None else None)
-            info.period_seconds += time.perf_counter() - ts
+            tp = time.perf_counter() - ts
+            info.period_seconds += tp
             if not ok:
                 return
             value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
+            if periods.slack.max() <= SLACK_TOL and value < core_value:
+                core, core_value = xm, value
             if periods.slack.max() <= SLACK_TOL and value < best.value:
-                best.value, best.xm, core = value, xm, xm
+                best.value, best.xm = value, xm
                 best.x = np.zeros(co.A.shape[1])
                 periods.fill(best.x)
             master.add_cuts(periods, s, share=share)
             master.separate(SHARE_CUTS if share else 0)
+            tm = time.perf_counter()
             if not master.solve(left()):
                 return
+            tm = time.perf_counter() - tm
             fixed_bound = master.value()
             note(f"fixed round: master {fixed_bound:.6g}, point {value:.6g}, "
-                 f"best {best.value:.6g}")
-            if np.isfinite(best.value) and \
-                    best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
-                return
+                 f"best {best.value:.6g} (periods {tp:.1f}s, master {tm:.1f}s)")
             tl = left()
             if tl is not None and limit is not None and \
                     tl < FIXED_RESERVE * limit + time.perf_counter() - t_round:
                 return  # another round would not end in time
+            if np.isfinite(best.value) and \
+                    best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
+                # converged at these options: move runs where the cuts, now close
+                # to the truth around them, promise a cheaper plan (with time for
+                # the swaps and a round after them)
+                if not FIXED_SWAP_ROUNDS or (tl is not None and limit is not None and tl < (
+                        FIXED_RESERVE * limit + 2 * (time.perf_counter() - t_round))) or \
+                        not swap(master, room, left, note, FIXED_SWAP_ROUNDS):
+                    return
+                if not master.solve(left()):
+                    return
 
     fixed_rounds()
     tl = left()
@@ -569,6 +596,7 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
         note(f"master branch-and-bound: bound {mip_bound if mip_bound is not None else 0:.6g}, "
              f"{'new training options' if found else 'nothing better'}")
         if found:
+            room.choose(np.asarray(master.h.getSolution().col_value)[:master.ny])
             fixed_rounds()
     info.fixed_seconds = time.perf_counter() - t2
     if best.xm is None or best.x is None:

@@ -574,13 +574,14 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
             if np.isfinite(best.value) and \
                     best.value - max(fixed_bound, lower) <= LP_STOP * abs(best.value):
                 # converged at these options: move runs where the cuts, now close
-                # to the truth around them, promise a cheaper plan (with time for
-                # the swaps and a round after them)
+                # to the truth around them, promise a plan cheaper by more than
+                # LP_STOP (with time for the swaps and a round after them)
                 if not FIXED_SWAP_ROUNDS or (tl is not None and limit is not None and tl < (
                         FIXED_RESERVE * limit + 2 * (time.perf_counter() - t_round))) or \
                         not swap(master, room, left, note, FIXED_SWAP_ROUNDS):
                     return
-                if not master.solve(left()):
+                if not master.solve(left()) or \
+                        best.value - master.value() <= LP_STOP * abs(best.value):
                     return
 
     fixed_rounds()

@@ -5,7 +5,7 @@ The period decomposition's master (:mod:`cloudhedge.planning.decompose`) places
 training runs fractionally; the dive fixes them a few at a time, re-solving the LP
 after each round, and keeps every run inside the chips its pool has left
 (:class:`Room`). Rounding costs: at 2000 workloads x 300 pools x 24 periods the
-dive raises the master's value by about 1.4%; the swaps win back about a third.
+dive raises the master's value by about 1.4%; the swaps win back a third to a half.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DIVE_SHARE = 0.35
 DIVE_MIN_SECONDS = 10.0
 """Below this much time left, the dive rounds the rest at once."""
 SWAP_ROUNDS = 8
-"""Master re-solves per call of :func:`swap`."""
+"""Rounds (a batch of moves, a master re-solve) per call of :func:`swap`."""
 SWAP_BATCH = 16
 """Moves tried together in the first swap round."""
 SWAP_TOL = 1e-7

@@ -552,9 +552,10 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
             if not ok:
                 return
             value = float(master.cost @ xm) + float(periods.values.sum()) + model.offset
-            if periods.slack.max() <= SLACK_TOL and value < core_value:
+            whole = periods.slack.max() <= SLACK_TOL  # a plan, not a relaxed point
+            if whole and value < core_value:
                 core, core_value = xm, value
-            if periods.slack.max() <= SLACK_TOL and value < best.value:
+            if whole and value < best.value:
                 best.value, best.xm = value, xm
                 best.x = np.zeros(co.A.shape[1])
                 periods.fill(best.x)

@@ -135,7 +135,6 @@ def dive(master: DiveMaster, ix: FleetIndex, model: Model,
     room = Room(ix)
     h = master.h
     ycols = np.arange(master.ny, dtype=np.int32)
-    lo, hi = np.zeros(ycols.size), np.ones(ycols.size)
     done = np.zeros(R, dtype=bool)
     rounds = 0
     while not done.all():
@@ -167,9 +166,7 @@ def dive(master: DiveMaster, ix: FleetIndex, model: Model,
                     break
             else:
                 room.eject(int(r), ranked)
-        lo[:] = 0.0
-        placed = room.chosen[room.chosen >= 0]
-        lo[placed] = 1.0
+        lo = room.fixed(master.ny)
         hi = np.where(done[ix.train_run], lo, 1.0)
         h.changeColsBounds(ycols.size, ycols, lo, hi)
         rounds += 1
@@ -195,6 +192,10 @@ def swap(master: DiveMaster, room: Room, left: Callable[[], float | None],
     batch, kept = SWAP_BATCH, 0
     failed: set[tuple[int, int]] = set()
     best = master.value()
+
+    def pin() -> None:  # the master's training at the room's options
+        fixed = room.fixed(master.ny)
+        h.changeColsBounds(ycols.size, ycols, fixed, fixed)
     for _ in range(rounds):
         tl = left()
         if tl is not None and tl <= 0:
@@ -225,8 +226,7 @@ def swap(master: DiveMaster, room: Room, left: Callable[[], float | None],
                 made.append((r, o, new))
             else:
                 room.take(r, o)
-        fixed = room.fixed(master.ny)
-        h.changeColsBounds(ycols.size, ycols, fixed, fixed)
+        pin()
         if master.solve(left()) and master.value() < best - SWAP_TOL * abs(best):
             best = master.value()
             kept += len(made)
@@ -237,8 +237,7 @@ def swap(master: DiveMaster, room: Room, left: Callable[[], float | None],
             if len(made) == 1:
                 failed.add((r, new))
         batch = max(1, batch // 2)
-        fixed = room.fixed(master.ny)
-        h.changeColsBounds(ycols.size, ycols, fixed, fixed)
+        pin()
         if not master.solve(left()):
             break
     note(f"swaps: {kept} moves kept, master {master.value():.6g}")

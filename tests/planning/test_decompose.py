@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import highspy
 import numpy as np
 import pytest
 
@@ -116,6 +117,49 @@ def test_bound_reaches_the_lp_relaxation(batch_out: bool) -> None:
     _, sol = decompose.solve_decomposed(ix, model, SolveOptions(gap=0.0))
     assert lp.objective is not None and sol.mip_bound is not None
     assert sol.mip_bound >= lp.objective * (1 - 0.0025)
+
+
+def test_lp_phase_moves_to_ipm_after_slow_simplex_solves_and_back() -> None:
+    h = highspy.Highs()
+    choice = decompose._LPSolver(h)
+
+    def solver() -> str:
+        return str(h.getOptionValue("solver")[1])
+
+    slow = decompose.IPM_AFTER_SECONDS
+    choice.after(slow)
+    choice.after(slow / 10)  # a quick solve in between: no switch
+    choice.after(slow)
+    assert solver() != "ipm" and not choice.ipm
+    choice.after(slow * 2)
+    assert solver() == "ipm" and choice.ipm
+    choice.after(slow * 3)  # slower than the simplex once: still the ipm
+    choice.after(slow)
+    assert choice.ipm
+    choice.after(slow * 2)
+    choice.after(slow * 2)  # twice in a row no faster: back to simplex for good
+    assert solver() == "simplex" and not choice.ipm
+    choice.after(slow * 5)
+    choice.after(slow * 5)
+    assert solver() == "simplex"
+
+
+def test_lp_phase_on_ipm_brackets_the_optimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interior point method (with crossover) in the LP phase gives the same
+    guarantees: a feasible plan, a bound below the optimum and near the LP."""
+    monkeypatch.setattr(decompose, "IPM_AFTER_SECONDS", 0.0)
+    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    model = ModelBuilder(ix).build()
+    steps = decompose.DecomposeInfo()
+    _, sol = decompose.solve_decomposed(ix, model, SolveOptions(gap=0.0), steps)
+    assert any("ipm" in step for step in steps.steps)
+    assert sol.objective is not None and sol.mip_bound is not None
+    _feasible(model, sol.x)
+    exact = solve(model, SolveOptions(gap=0.0))
+    lp = solve(model, SolveOptions(), relax=True)
+    assert exact.objective is not None and lp.objective is not None
+    assert lp.objective * (1 - 0.0025) <= sol.mip_bound <= exact.objective * (1 + 1e-7)
+    assert exact.objective <= sol.objective * (1 + 1e-7)
 
 
 @pytest.mark.parametrize("out", [False, True])

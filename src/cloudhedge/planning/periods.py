@@ -263,6 +263,11 @@ class PeriodLPs:
                                   np.where(co.B_rep >= 0, full_hi[np.maximum(co.B_rep, 0)], 0.0),
                                   np.full(co.h_job.size, np.inf)])
         self.sub: list[sp.csc_matrix | None] = [None] * ix.T
+        # per period, for :meth:`constants`: sub's transpose, the finite upper
+        # bounds, the columns with a finite nonzero lower bound, with an infinite
+        # upper bound and with an infinite lower bound
+        self._dual_side: list[tuple[sp.csr_matrix, FloatArray, IntArray, IntArray,
+                                    IntArray] | None] = [None] * ix.T
         self.h: list[Any] = [None] * ix.T
         self.values = np.zeros(ix.T)
         self.duals: list[FloatArray] = [np.zeros(r.size) for r in self.rows]
@@ -352,13 +357,22 @@ class PeriodLPs:
             rlo, rhi = co.rlo[self.rows[t]][:, None], co.rhi[self.rows[t]][:, None]
             Y[((Y > 0) & ~np.isfinite(rlo)) | ((Y < 0) & ~np.isfinite(rhi))] = 0.0
         for t in same:
-            sub, rs, cs = self.sub[t], self.rows[t], self.cols[t]
-            assert sub is not None
-            D = co.cost[cs][:, None] - sub.T @ Y
-            lo, hi = co.lo[cs][:, None], self.hi[cs][:, None]
-            bad = (((D < 0) & ~np.isfinite(hi)) | ((D > 0) & ~np.isfinite(lo))).any(axis=0)
-            col = np.where(D < 0, D * np.where(np.isfinite(hi), hi, 0.0),
-                           D * np.where(np.isfinite(lo), lo, 0.0)).sum(axis=0)
+            rs, cs = self.rows[t], self.cols[t]
+            side = self._dual_side[t]
+            if side is None:  # the period's fixed parts, kept
+                sub, lo, hi = self.sub[t], co.lo[cs], self.hi[cs]
+                assert sub is not None
+                lo_nz = np.flatnonzero(np.isfinite(lo) & (lo != 0.0))
+                side = self._dual_side[t] = (
+                    sub.T.tocsr(), np.where(np.isfinite(hi), hi, 0.0), lo_nz,
+                    np.flatnonzero(~np.isfinite(hi)), np.flatnonzero(~np.isfinite(lo)))
+            subT, hi_f, lo_nz, inf_hi, inf_lo = side
+            D = co.cost[cs][:, None] - subT @ Y
+            bad = (D[inf_hi] < 0).any(axis=0) | (D[inf_lo] > 0).any(axis=0)
+            # min over the column bounds of D x: D hi where D < 0, D lo where D > 0
+            # (lo is 0 for most columns)
+            col = co.lo[cs][lo_nz] @ np.maximum(D[lo_nz], 0.0) + \
+                hi_f @ np.minimum(D, 0.0, out=D)
             rlo, rhi = co.rlo[rs][:, None], co.rhi[rs][:, None]
             row = np.where(Y > 0, Y * np.where(np.isfinite(rlo), rlo, 0.0),
                            Y * np.where(np.isfinite(rhi), rhi, 0.0)).sum(axis=0)

@@ -148,18 +148,39 @@ def test_lp_phase_on_ipm_brackets_the_optimum(monkeypatch: pytest.MonkeyPatch) -
     """The interior point method (with crossover) in the LP phase gives the same
     guarantees: a feasible plan, a bound below the optimum and near the LP."""
     monkeypatch.setattr(decompose, "IPM_AFTER_SECONDS", 0.0)
-    ix = build_index(generate_fleet(40, 24, 8, seed=1))
+    plan, bound, lp, exact = _decomposed((40, 24, 8, 1), SolveOptions(gap=0.0), "ipm")
+    assert lp * (1 - 0.0025) <= bound <= exact * (1 + 1e-7)
+    assert exact <= plan * (1 + 1e-7)
+
+
+def _decomposed(size: tuple[int, int, int, int], options: SolveOptions,
+                step: str) -> tuple[float, float, float, float]:
+    """Plan a generated fleet by decomposition, check that a step's log names
+    ``step`` and that the plan is feasible; (plan, bound, LP optimum, MILP optimum)."""
+    w, p, t, seed = size
+    ix = build_index(generate_fleet(w, p, t, seed=seed))
     model = ModelBuilder(ix).build()
-    steps = decompose.DecomposeInfo()
-    _, sol = decompose.solve_decomposed(ix, model, SolveOptions(gap=0.0), steps)
-    assert any("ipm" in step for step in steps.steps)
+    info = decompose.DecomposeInfo()
+    _, sol = decompose.solve_decomposed(ix, model, options, info)
+    assert any(step in line for line in info.steps)
     assert sol.objective is not None and sol.mip_bound is not None
     _feasible(model, sol.x)
     exact = solve(model, SolveOptions(gap=0.0))
     lp = solve(model, SolveOptions(), relax=True)
     assert exact.objective is not None and lp.objective is not None
-    assert lp.objective * (1 - 0.0025) <= sol.mip_bound <= exact.objective * (1 + 1e-7)
-    assert exact.objective <= sol.objective * (1 + 1e-7)
+    return sol.objective, sol.mip_bound, lp.objective, exact.objective
+
+
+@pytest.mark.parametrize("size", [(30, 20, 6, 0), (40, 24, 8, 1)])
+def test_background_branch_and_bound_lifts_the_bound_validly(
+        size: tuple[int, int, int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a time limit, a branch-and-bound on a copy of the master (its loose
+    cuts dropped) runs beside the integral phase: its bound lies above the LP
+    relaxation and below the optimum."""
+    monkeypatch.setattr(decompose, "MIP_MIN_SECONDS", 1e9)  # no branch-and-bound after
+    plan, bound, lp, exact = _decomposed(size, SolveOptions(gap=0.0, time_limit_s=20.0),
+                                         "background branch-and-bound")
+    assert lp * (1 + 1e-4) < bound <= exact * (1 + 1e-7) <= plan * (1 + 2e-7)
 
 
 @pytest.mark.parametrize("out", [False, True])

@@ -36,7 +36,7 @@ Benders decomposition:
    phase less than 45% of the time limit or 2.5 rounds' time.
 4. **Training integral.** With a time limit, a HiGHS branch-and-bound on a copy of
    the master (training binary, its loose cuts dropped) starts in another thread
-   for its bound (:class:`_BackgroundBound`). Diving on the master fixes the
+   for its bound (:class:`BackgroundBound`). Diving on the master fixes the
    training options (a run that fits nowhere moves a placed run to another of its
    options) and swaps move runs where the master's reduced costs promise a gain;
    rounds of cuts with training fixed then improve batch and inference, every round
@@ -57,12 +57,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import highspy
 import numpy as np
 import scipy.sparse as sp
 
@@ -70,6 +68,7 @@ from cloudhedge.planning.build import Model
 from cloudhedge.planning.dive import dive, swap
 from cloudhedge.planning.index import FleetIndex, FloatArray, IntArray
 from cloudhedge.planning.lagrangian import LINK_ROWS, lagrangian_bound
+from cloudhedge.planning.master_mip import BackgroundBound, master_mip
 from cloudhedge.planning.periods import (
     LINK_COLS,
     SLACK_TOL,
@@ -130,7 +129,7 @@ IN_OUT = 0.3
 """Separation point: this share of the master's solution, the rest of the best point."""
 LP_SHARE = 0.55
 """Most of the time limit the LP phase (cuts with training fractional) may take: the
-branch-and-bound beside the integral phase (:class:`_BackgroundBound`) lifts the bound
+branch-and-bound beside the integral phase (:class:`BackgroundBound`) lifts the bound
 more than the LP phase's last rounds do."""
 LP_STOP = 0.002
 """The LP phase stops when the best LP point is within this of the bound."""
@@ -431,67 +430,6 @@ class _Master:
         return out
 
 
-class _BackgroundBound:
-    """HiGHS branch-and-bound on a copy of the master (training binary, every cut so
-    far), in another thread while the dive, the swaps and the rounds with training
-    fixed go on, for its dual bound: the master's LP is the whole model's LP
-    relaxation, and the branch-and-bound's cuts at its root lift it (at 2000
-    workloads x 300 pools x 24 periods with a 120 s limit, from 10.109 B to 10.141 B
-    in the 53 s after the LP phase). The dive and the swaps work on one core, and do
-    not slow down beside it.
-
-    Its root LP is solved by the interior point method (3-4 s at that size against
-    13-23 s for the dual simplex from scratch), and it stops at its time limit or
-    when :meth:`bound` asks (HiGHS checks between its steps: the request waits for
-    the LP it is solving)."""
-
-    def __init__(self, master: _Master, options: SolveOptions, seconds: float) -> None:
-        h = self.h = lp_highs(options, seconds)
-        lp = master.h.getLp()
-        h.passModel(lp)
-        # without the cuts slack at the master's optimum (three in four at 2000 x 300
-        # x 24): a relaxation of the master, so its bound stays valid, and its LPs
-        # are quicker (10.135 B after 30 s there, against 10.127 B with every cut)
-        sol = master.h.getSolution()
-        lo = np.asarray(lp.row_lower_)[master.rows0:]
-        slack = np.asarray(sol.row_value)[master.rows0:] - lo
-        loose = (np.asarray(master.row_cut) >= 0) & \
-            (np.abs(np.asarray(sol.row_dual)[master.rows0:]) <= 1e-12) & \
-            (slack > 1e-9 * np.maximum(1.0, np.abs(lo)))
-        rows = (master.rows0 + np.flatnonzero(loose)).astype(np.int32)
-        h.deleteRows(rows.size, rows)
-        ny = master.ny
-        ycols = np.arange(ny, dtype=np.int32)
-        h.changeColsBounds(ny, ycols, np.zeros(ny), np.ones(ny))
-        h.changeColsIntegrality(ny, ycols, np.ones(ny, dtype=np.uint8))
-        h.setOptionValue("mip_lp_solver", "ipm")
-        h.setOptionValue("mip_rel_gap", 0.0)
-        self.scale, self.offset = master.scale, master.offset
-        self.stop = threading.Event()
-        h.setCallback(self._interrupt, None)
-        h.startCallback(highspy.cb.HighsCallbackType.kCallbackMipInterrupt)
-        self.thread = threading.Thread(target=h.run, name="master-bound", daemon=True)
-        self.thread.start()
-
-    def _interrupt(self, kind: Any, message: str, out: Any, data_in: Any, user: Any) -> None:
-        if data_in is not None and self.stop.is_set():
-            data_in.user_interrupt = True
-
-    def bound(self, wait: bool = False) -> float | None:
-        """Stop the branch-and-bound (or, with ``wait``, let it reach its time limit);
-        its dual bound in USD (None without one)."""
-        if not wait:
-            self.stop.set()
-        self.thread.join()
-        h = self.h
-        value = float(h.getInfo().mip_dual_bound)
-        if not np.isfinite(value) or h.getModelStatus() not in (
-                highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit,
-                highspy.HighsModelStatus.kInterrupt):
-            return None
-        return value * self.scale + self.offset
-
-
 class _LPSolver:
     """Which HiGHS solver solves the master while training is fractional.
 
@@ -548,7 +486,7 @@ def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
     co = coarse_model(ix, model)
     co.batch_in_master = model.A.shape[1] < BATCH_OUT_MIN_COLUMNS
     periods = PeriodLPs(ix, model, co, options)
-    background: list[_BackgroundBound] = []
+    background: list[BackgroundBound] = []
     try:
         return _benders(ix, model, co, options, info, periods, t0, background)
     finally:
@@ -559,7 +497,7 @@ def solve_decomposed(ix: FleetIndex, model: Model, options: SolveOptions,
 
 def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
              info: DecomposeInfo, periods: PeriodLPs, t0: float,
-             background: list[_BackgroundBound]) -> tuple[Solution, Solution]:
+             background: list[BackgroundBound]) -> tuple[Solution, Solution]:
     limit = options.time_limit_s
     deadline = None if limit is None else t0 + limit
     n, m = model.A.shape[1], model.A.shape[0]
@@ -643,7 +581,7 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
     tl = left()
     if master.ny and tl is not None and limit is not None and options.threads != 1 and \
             (os.cpu_count() or 1) > 1 and tl - FIXED_RESERVE * limit >= BACKGROUND_MIN_SECONDS:
-        background.append(_BackgroundBound(master, options, tl - FIXED_RESERVE * limit))
+        background.append(BackgroundBound(master, options, tl - FIXED_RESERVE * limit))
     # training: dive on the master, then cuts with training fixed; with time left, a
     # branch-and-bound on the master (its cuts included) may find better options
     t2 = time.perf_counter()
@@ -729,7 +667,7 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
     if mip:
         mip_seconds = None if tl is None else MIP_SHARE * tl
         assert best.xm is not None
-        found, mip_bound = _master_mip(master, best.xm[:master.ny], mip_seconds, options.gap)
+        found, mip_bound = master_mip(master, best.xm[:master.ny], mip_seconds, options.gap)
         if mip_bound is not None:
             lower = max(lower, mip_bound)
         note(f"master branch-and-bound: bound {mip_bound if mip_bound is not None else 0:.6g}, "
@@ -760,43 +698,6 @@ def _benders(ix: FleetIndex, model: Model, co: Coarse, options: SolveOptions,
                      lower if np.isfinite(lower) else None, None, None, seconds)
     return bound, Solution(status, x, upper, lower if np.isfinite(lower) else None, gap,
                            seconds)
-
-def _master_mip(master: _Master, vals: FloatArray, seconds: float | None,
-                gap: float) -> tuple[bool, float | None]:
-    """HiGHS branch-and-bound on the master with training binary, started from the
-    current solution (training fixed at ``vals``). Afterwards training is fixed again,
-    at the branch-and-bound's options when they are cheaper in the master, and the
-    master LP re-solved. Returns (new options taken, a valid lower bound in USD)."""
-    h, ny = master.h, master.ny
-    ycols = np.arange(ny, dtype=np.int32)
-    start = highspy.HighsSolution()
-    start.col_value = np.asarray(h.getSolution().col_value)
-    start.value_valid = True
-    before = master.value()
-    h.changeColsBounds(ny, ycols, np.zeros(ny), np.ones(ny))
-    h.changeColsIntegrality(ny, ycols, np.ones(ny, dtype=np.uint8))
-    h.setOptionValue("mip_rel_gap", float(gap) / 2)
-    if seconds is not None:
-        h.setOptionValue("time_limit", h.getRunTime() + max(seconds, 1.0))
-    h.setSolution(start)
-    h.run()
-    info = h.getInfo()
-    bound = None
-    if np.isfinite(info.mip_dual_bound) and h.getModelStatus() in (
-            highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit):
-        bound = float(info.mip_dual_bound) * master.scale + master.offset
-    got = np.asarray(h.getSolution().col_value)
-    better = got.size > ny and \
-        float(info.objective_function_value) * master.scale + master.offset < before - 1e-9
-    h.changeColsIntegrality(ny, ycols, np.zeros(ny, dtype=np.uint8))
-    new = np.round(got[:ny]) if better else vals
-    h.changeColsBounds(ny, ycols, new, new)
-    if not master.solve(seconds) and better:  # keep the dive's options then
-        h.changeColsBounds(ny, ycols, vals, vals)
-        master.solve(None)
-        better = False
-    return better, bound
-
 
 def violation(model: Model, x: FloatArray) -> float:
     """Largest violation of a row or column bound (rows relative to 1 + sum |a_ij x_j|)."""
